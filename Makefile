@@ -1,0 +1,36 @@
+# crossfake: the two commands of the README's Quick start are `make demo` and `make test`.
+# Both create the virtual environment on first use, so a fresh machine needs nothing else.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= runs/demo
+
+.PHONY: install demo test test-fast lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade "pip==25.3"
+	$(BIN)/pip install -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)  ## synthetic FF++ -> prepare -> split -> audit -> metrics, in $(DEMO_DIR)
+	$(BIN)/python -m crossfake.demo --out $(DEMO_DIR)
+
+test: $(STAMP)  ## the whole test suite (CI runs exactly this)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_prepare.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from crossfake.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Command-line interface: ``crossfake <command>``, one module per command (see :mod:`.main`)."""

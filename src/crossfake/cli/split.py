@@ -1,0 +1,108 @@
+"""Assign manifest rows to train/val/test, by identity group unless asked otherwise.
+
+The split is given per source in percent, as in the reports' tables: a shipped spec by name (report1,
+report2, their -literal variants, ffpp-official), a YAML file, or --source flags. Modes:
+
+  identity  (default) every identity group goes to one split; leakage-free
+  literal   each source cut by its own percentages, identities ignored (the reports' tables exactly)
+  frame     frames assigned one by one: the deliberately leaky split of the leakage study
+  official  the corpus's own split files (FF++ train/val/test.json)
+
+Without --spec or --source, every source is split 80/10/10 by identity. The result is the manifest with a
+'split' column (rows of no split have none), written beside the input with a JSON sidecar holding the
+resolved spec, and audited on the spot.
+
+Examples:
+  crossfake split prepared/manifest.parquet --spec report1
+  crossfake split prepared/manifest.parquet --source real=70/20/10 --source FaceSwap=90/10/0 \\
+      --source NeuralTextures=0/0/100
+  crossfake split prepared/manifest.parquet --spec report1 --mode frame --out leaky.parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from crossfake.data.audit import audit_split
+from crossfake.data.manifest import read_manifest, write_manifest
+from crossfake.data.splits import SplitMode, SplitSpec, assign_splits, builtin_specs, load_spec
+from crossfake.utils.errors import CrossfakeError
+from crossfake.utils.io import write_json_atomic
+from crossfake.utils.logging import get_logger
+from crossfake.utils.provenance import file_sha256, provenance
+
+log = get_logger("split")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("manifest", type=Path, help="manifest.parquet written by `crossfake prepare` (or its folder)")
+    parser.add_argument("--spec", help=f"shipped spec ({', '.join(builtin_specs())}) or a YAML file")
+    parser.add_argument(
+        "--source", action="append", default=[], metavar="NAME=TR/VA/TE",
+        help="per-source percentages, e.g. real=80/10/10 (repeatable; overrides the spec's row)",
+    )
+    parser.add_argument("--mode", choices=[m.value for m in SplitMode], help="override the spec's mode")
+    parser.add_argument("--seed", type=int, help="override the spec's seed")
+    parser.add_argument("--out", type=Path, help="output Parquet (default: split_<spec>[_<mode>].parquet beside the input)")
+
+
+def parse_source_flag(flag: str) -> tuple[str, dict[str, float]]:
+    """``"real=80/10/10"`` -> ``("real", {"train": 80, "val": 10, "test": 10})``."""
+    name, sep, shares = flag.partition("=")
+    parts = shares.split("/")
+    if not sep or not name or len(parts) != 3:
+        raise CrossfakeError(f"--source {flag!r}: expected NAME=TRAIN/VAL/TEST in percent, e.g. real=80/10/10")
+    try:
+        return name, dict(zip(("train", "val", "test"), map(float, parts), strict=True))
+    except ValueError:
+        raise CrossfakeError(f"--source {flag!r}: percentages must be numbers") from None
+
+
+def resolve_spec(args: argparse.Namespace, methods: list[str]) -> SplitSpec:
+    if args.spec:
+        data = load_spec(args.spec).model_dump(mode="json")
+    else:
+        data = {"name": "default", "sources": {} if args.source else {m: [80, 10, 10] for m in methods}}
+        data["sources"] = {m: dict(zip(("train", "val", "test"), v, strict=True)) for m, v in data["sources"].items()}
+        if args.source:
+            data["name"] = "custom"
+    for flag in args.source:
+        name, shares = parse_source_flag(flag)
+        data["sources"][name] = shares
+    if args.mode:
+        data["mode"] = args.mode
+    if args.seed is not None:
+        data["seed"] = args.seed
+    return SplitSpec.parse(data, where="split spec")
+
+
+def run(args: argparse.Namespace) -> int:
+    manifest_path = args.manifest / "manifest.parquet" if args.manifest.is_dir() else args.manifest
+    df = read_manifest(manifest_path)
+    spec = resolve_spec(args, sorted(df["method"].unique()))
+    out = args.out or manifest_path.with_name(
+        f"split_{spec.name}{'' if spec.mode == SplitMode.identity else '_' + spec.mode.value}.parquet"
+    )
+    split = assign_splits(df, spec)
+    if out.resolve().parent != manifest_path.resolve().parent:
+        # Crop paths are relative to the manifest's folder; keep them valid from the new location.
+        rel = os.path.relpath(manifest_path.resolve().parent, out.resolve().parent)
+        split["path"] = split["path"].map(lambda p: str(Path(rel) / p))
+    write_manifest(split, out)
+    report = audit_split(split)
+    write_json_atomic(
+        out.with_suffix(".json"),
+        provenance(
+            {
+                "spec": spec.model_dump(mode="json"),
+                "manifest": str(manifest_path.resolve()),
+                "manifest_sha256": file_sha256(manifest_path),
+                "audit": report.to_dict(),
+            }
+        ),
+    )
+    print(f"split '{spec.name}' (mode {spec.mode.value}, seed {spec.seed}) -> {out}\n")
+    print(report.format())
+    return 0

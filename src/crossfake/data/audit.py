@@ -1,0 +1,138 @@
+"""Audit a split: who and what is shared between train, val and test, and how much each source gives.
+
+A split leaks when a person, an identity group or a video appears on two sides. The audit counts all
+three for every pair of splits, names a few examples, and also counts the *test videos that show a person
+seen in training* — the figure that explains inflated cross-manipulation AUCs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import pandas as pd
+
+from crossfake.data.manifest import REAL, SPLIT_COLUMN, SPLITS
+from crossfake.utils.errors import CrossfakeError
+
+
+@dataclass
+class AuditReport:
+    """Result of :func:`audit_split`.
+
+    Attributes:
+        counts: videos and frames per source (rows) × split (columns), plus each split's share of the
+            source's videos in percent.
+        overlaps: one row per pair of splits with the number of shared people, identity groups and
+            videos, and a few example people.
+        test_seen_in_train: test videos (per source) whose target or source person also appears in train.
+    """
+
+    counts: pd.DataFrame
+    overlaps: pd.DataFrame
+    test_seen_in_train: pd.DataFrame
+
+    @property
+    def leaks(self) -> bool:
+        return bool((self.overlaps[["people", "groups", "videos"]] > 0).any().any())
+
+    def to_dict(self) -> dict:
+        return {
+            "leaks": self.leaks,
+            "counts": self.counts.reset_index().to_dict(orient="records"),
+            "overlaps": self.overlaps.to_dict(orient="records"),
+            "test_seen_in_train": self.test_seen_in_train.to_dict(orient="records"),
+        }
+
+    def format(self) -> str:
+        lines = ["Counts per source × split (videos / frames, % of the source's videos):", ""]
+        lines += _format_counts(self.counts)
+        lines += ["", "Shared between splits (people, identity groups, videos):", ""]
+        lines += [
+            f"  {r.pair:<12} people {r.people:>5}   groups {r.groups:>5}   videos {r.videos:>5}"
+            + (f"   e.g. {r.example_people}" if r.example_people else "")
+            for r in self.overlaps.itertuples()
+        ]
+        if len(self.test_seen_in_train):
+            lines += ["", "Test videos showing a person seen in training:", ""]
+            lines += [
+                f"  {r.method:<16} {r.seen:>5} of {r.videos:<5} ({r.percent:.0f}%)"
+                for r in self.test_seen_in_train.itertuples()
+            ]
+        verdict = "LEAK: identities are shared between splits" if self.leaks else "no identity shared between splits"
+        lines += ["", verdict]
+        return "\n".join(lines)
+
+
+def _people(df: pd.DataFrame) -> pd.Series:
+    """One row per (row, person) with dataset-qualified person ids."""
+    return pd.concat([df["dataset"] + ":" + df["target_id"], df["dataset"] + ":" + df["source_id"]])
+
+
+def audit_split(df: pd.DataFrame) -> AuditReport:
+    """Audit a manifest that has a ``split`` column (rows with no split are ignored)."""
+    if SPLIT_COLUMN not in df.columns:
+        raise CrossfakeError("this manifest has no 'split' column: run `crossfake split` first")
+    used = df[df[SPLIT_COLUMN].notna()]
+    if used.empty:
+        raise CrossfakeError("no row of this manifest is assigned to a split")
+    splits = [s for s in SPLITS if s in set(used[SPLIT_COLUMN])]
+    splits += sorted(set(used[SPLIT_COLUMN]) - set(splits))
+
+    # Sources in a stable order: real first, then manipulations alphabetically.
+    methods = sorted(df["method"].unique(), key=lambda m: (m != REAL, m))
+    videos = used.groupby(["method", SPLIT_COLUMN])["video_id"].nunique().unstack(fill_value=0)
+    frames = used.groupby(["method", SPLIT_COLUMN]).size().unstack(fill_value=0)
+    total_videos = df.groupby("method")["video_id"].nunique()
+    counts = pd.DataFrame(index=pd.Index(methods, name="source"))
+    for s in splits:
+        v = videos.get(s, pd.Series(dtype=int)).reindex(methods, fill_value=0)
+        counts[f"{s}_videos"] = v.astype(int)
+        counts[f"{s}_frames"] = frames.get(s, pd.Series(dtype=int)).reindex(methods, fill_value=0).astype(int)
+        counts[f"{s}_pct"] = (100.0 * v / total_videos.reindex(methods)).round(1)
+
+    people = {s: set(_people(used[used[SPLIT_COLUMN] == s])) for s in splits}
+    groups = {s: set(used.loc[used[SPLIT_COLUMN] == s, "identity_group"]) for s in splits}
+    vids = {s: set(used.loc[used[SPLIT_COLUMN] == s, "video_id"]) for s in splits}
+    rows = []
+    for a, b in combinations(splits, 2):
+        shared = sorted(people[a] & people[b])
+        rows.append(
+            {
+                "pair": f"{a}-{b}",
+                "people": len(shared),
+                "groups": len(groups[a] & groups[b]),
+                "videos": len(vids[a] & vids[b]),
+                "example_people": ", ".join(shared[:5]),
+            }
+        )
+    overlaps = pd.DataFrame(rows, columns=["pair", "people", "groups", "videos", "example_people"])
+
+    seen_rows = []
+    if "train" in people and "test" in people:
+        test = used[used[SPLIT_COLUMN] == "test"].drop_duplicates("video_id")
+        seen = (test["dataset"] + ":" + test["target_id"]).isin(people["train"]) | (
+            test["dataset"] + ":" + test["source_id"]
+        ).isin(people["train"])
+        for method, g in seen.groupby(test["method"]):
+            seen_rows.append(
+                {"method": method, "seen": int(g.sum()), "videos": len(g), "percent": 100.0 * g.mean()}
+            )
+    seen_df = pd.DataFrame(seen_rows, columns=["method", "seen", "videos", "percent"])
+    return AuditReport(counts=counts, overlaps=overlaps, test_seen_in_train=seen_df)
+
+
+def _format_counts(counts: pd.DataFrame) -> list[str]:
+    splits = [c[: -len("_videos")] for c in counts.columns if c.endswith("_videos")]
+    width = max(12, *(len(m) for m in counts.index))
+    header = f"  {'source':<{width}}" + "".join(f"{s:>24}" for s in splits)
+    out = [header, "  " + "-" * (len(header) - 2)]
+    for method, r in counts.iterrows():
+        cells = "".join(_cell(r, s) for s in splits)
+        out.append(f"  {method:<{width}}{cells}")
+    return out
+
+
+def _cell(row: pd.Series, split: str) -> str:
+    text = f"{row[split + '_videos']} / {row[split + '_frames']} ({row[split + '_pct']:.0f}%)"
+    return f"{text:>24}"

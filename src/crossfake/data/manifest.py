@@ -1,0 +1,106 @@
+"""The manifest: one row per face crop, the contract between preprocessing, splitting and training.
+
+A manifest is a Parquet file (``manifest.parquet``) written by ``crossfake prepare``. Paths to crops are
+stored relative to the manifest's folder so a prepared dataset can be moved as a whole. Every column is
+explicit; nothing downstream parses a path to learn a video's identity (DeepfakeBench's trap).
+
+Video identity is ``video_id = "<dataset>/<method>/<name>"``: the same name under two methods
+(``000_003`` in Deepfakes and FaceSwap) is two videos, not one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from crossfake.utils.errors import CrossfakeError
+from crossfake.utils.io import write_parquet_atomic
+
+REAL = "real"
+"""The ``method`` of every pristine video, whatever the corpus calls it (FF++'s ``original_sequences``)."""
+
+SPLITS = ("train", "val", "test")
+
+#: Column name -> pandas dtype. Order is the on-disk order.
+COLUMNS: dict[str, str] = {
+    "sample_id": "string",  # "<video_id>/<frame_idx:06d>", unique per row
+    "path": "string",  # crop image, relative to the manifest's folder
+    "dataset": "string",  # e.g. "ffpp", "folder"
+    "method": "string",  # "real" or the manipulation name, e.g. "FaceSwap"
+    "video_id": "string",  # "<dataset>/<method>/<name>"
+    "video_path": "string",  # the source video or image, absolute
+    "frame_idx": "int64",  # index of the frame in the decoded video (0 for images)
+    "label": "int8",  # 0 real, 1 fake
+    "target_id": "string",  # the person whose video it is (FF++: the <target> of <target>_<source>)
+    "source_id": "string",  # the person whose face was pasted in (FF++: <source>); equals target for real
+    "identity_group": "string",  # connected component of people sharing a video or a YouTube source
+    "official_split": "string",  # the corpus's own split (FF++ train/val/test.json), if it has one
+    "face_x0": "float32",  # face box in frame pixels, as detected (before the crop margin)
+    "face_y0": "float32",
+    "face_x1": "float32",
+    "face_y1": "float32",
+    "det_score": "float32",  # detector confidence, detector-specific scale
+    "num_faces": "int16",  # faces found in the frame (the largest is kept)
+    "detector": "string",
+}
+
+#: Optional columns added by ``crossfake split``.
+SPLIT_COLUMN = "split"
+
+FAILURE_COLUMNS: dict[str, str] = {
+    "video_id": "string",
+    "video_path": "string",
+    "frame_idx": "Int64",  # missing when the whole video failed
+    "stage": "string",  # "open", "decode", "detect", "write"
+    "reason": "string",
+}
+
+
+def empty_manifest() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in COLUMNS.items()})
+
+
+def empty_failures() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in FAILURE_COLUMNS.items()})
+
+
+def coerce(df: pd.DataFrame, columns: dict[str, str] = COLUMNS) -> pd.DataFrame:
+    """Return ``df`` with the schema's columns first, in order and with their dtypes."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise CrossfakeError(f"manifest is missing column(s) {missing}; expected columns {list(columns)}")
+    extra = [c for c in df.columns if c not in columns]
+    out = df[list(columns) + extra].copy()
+    return out.astype({c: t for c, t in columns.items()})
+
+
+def write_manifest(df: pd.DataFrame, path: str | Path) -> None:
+    write_parquet_atomic(path, coerce(df))
+
+
+def read_manifest(path: str | Path, require_split: bool = False) -> pd.DataFrame:
+    """Read and validate a manifest; crop paths stay relative (see :func:`resolve_paths`)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "manifest.parquet"
+    if not path.is_file():
+        raise CrossfakeError(f"no manifest at {path}: run `crossfake prepare` first (it writes manifest.parquet)")
+    try:
+        df = pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises several types for a file that is not Parquet
+        raise CrossfakeError(f"{path} is not a readable Parquet manifest: {e}") from e
+    try:
+        df = coerce(df)
+    except CrossfakeError as e:
+        raise CrossfakeError(f"{path}: {e}") from None
+    if require_split and SPLIT_COLUMN not in df.columns:
+        raise CrossfakeError(f"{path} has no '{SPLIT_COLUMN}' column: run `crossfake split` on it first")
+    df.attrs["root"] = str(path.parent.resolve())
+    return df
+
+
+def resolve_paths(df: pd.DataFrame, root: str | Path | None = None) -> pd.Series:
+    """Absolute crop paths for the rows of ``df`` (root defaults to the manifest's folder)."""
+    base = Path(root if root is not None else df.attrs.get("root", "."))
+    return df["path"].map(lambda p: str(base / p))

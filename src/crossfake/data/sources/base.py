@@ -1,0 +1,102 @@
+"""What a corpus adapter returns, and the registry of adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from crossfake.utils.errors import CrossfakeError
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One video (or still image) of a corpus, with everything needed to split it by identity.
+
+    Attributes:
+        path: the file on disk.
+        dataset: corpus name, e.g. ``"ffpp"``.
+        method: ``"real"`` or the manipulation, e.g. ``"FaceSwap"``.
+        name: the file's stem within its method folder, e.g. ``"000_003"``.
+        label: 0 real, 1 fake.
+        target_id: person whose footage it is.
+        source_id: person whose face was inserted (equals ``target_id`` for a real video).
+        identity_keys: every key that ties this video to a person: person ids and, where known, the
+            YouTube source of each (two FF++ sequences cut from one YouTube video show the same people).
+            Videos sharing any key fall into the same identity group.
+        official_split: the corpus's own split for this video, if it has one.
+        compression: e.g. ``"c23"``, for the record.
+    """
+
+    path: Path
+    dataset: str
+    method: str
+    name: str
+    label: int
+    target_id: str
+    source_id: str
+    identity_keys: tuple[str, ...] = field(default=())
+    official_split: str | None = None
+    compression: str | None = None
+
+    @property
+    def video_id(self) -> str:
+        return f"{self.dataset}/{self.method}/{self.name}"
+
+    @property
+    def is_image(self) -> bool:
+        return self.path.suffix.lower() in IMAGE_SUFFIXES
+
+
+class Source(Protocol):
+    """A corpus adapter: built from a root folder, it lists the corpus's videos."""
+
+    name: str
+
+    def records(self) -> list[VideoRecord]: ...
+
+
+_SOURCES: dict[str, Callable[..., Source]] = {}
+
+
+def register_source(name: str) -> Callable[[type], type]:
+    """Class decorator that makes an adapter available to :func:`get_source` under ``name``."""
+
+    def deco(cls: type) -> type:
+        if name in _SOURCES:
+            raise ValueError(f"source {name!r} registered twice")
+        cls.name = name
+        _SOURCES[name] = cls
+        return cls
+
+    return deco
+
+
+def list_sources() -> list[str]:
+    return sorted(_SOURCES)
+
+
+def get_source(name: str, root: str | Path, **options) -> Source:
+    """Build the adapter ``name`` over ``root``; options are adapter-specific (e.g. ``compression``)."""
+    if name not in _SOURCES:
+        raise CrossfakeError(f"unknown data source {name!r}; available: {', '.join(list_sources())}")
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise CrossfakeError(f"dataset root {root} does not exist or is not a folder")
+    return _SOURCES[name](root, **options)
+
+
+def listing(folder: Path, limit: int = 12) -> str:
+    """A short listing of what is in ``folder``, for error messages."""
+    try:
+        names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    except OSError:
+        return "(unreadable)"
+    if not names:
+        return "(empty)"
+    more = f" … and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more

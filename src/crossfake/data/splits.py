@@ -1,0 +1,262 @@
+"""Train/val/test splits of a manifest, by identity group unless asked otherwise.
+
+A :class:`SplitSpec` says, per source (``real`` or a manipulation) and split, a percentage, as in the
+reports' tables::
+
+    sources:
+      real:           {train: 80, val: 10, test: 10}
+      FaceSwap:       {train: 90, val: 10, test: 0}
+      NeuralTextures: {train: 0,  val: 0,  test: 100}
+
+Four modes read those numbers differently:
+
+``identity`` (default, leakage-free)
+    Every identity group (see :mod:`crossfake.data.identity`) is assigned to one split first, in the
+    proportions of ``identity_ratios`` (default: the ``real`` row). A source then contributes the videos
+    whose group lies in a split where its percentage is non-zero. So "NeuralTextures 0/0/100" means
+    "the NeuralTextures videos of the test identities", and no person is seen on two sides. The other
+    percentages only say *whether* a source takes part in a split, not how much of it.
+
+``literal``
+    Each source's videos are shuffled and cut by its own percentages, ignoring who appears in them:
+    the reports' tables, counts and all. Report 1 puts 100% of NeuralTextures in test while 80% of the
+    real identities train, so its test fakes show people seen in training; ``crossfake audit`` shows how
+    many.
+
+``frame``
+    Like ``literal`` but row by row: frames of one video land on several sides. This is the leaky split
+    of the identity-leakage study and is never a sensible default.
+
+``official``
+    The corpus's own split (FF++ ``train/val/test.json``, pairs kept together); a source takes part in a
+    split when its percentage there is non-zero. FF++'s official split keeps pairs together but not
+    YouTube sources (605/606 straddle it), which the audit reports.
+
+A spec naming a source the manifest lacks is an error (it would silently give an empty test set),
+except in ``official`` mode, whose shipped spec lists every FF++ method.
+
+Rows of a source that is not listed, or whose split percentage is zero, get ``split = None``: they are
+kept in the table for the record but belong to no split. Everything is deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from crossfake.data.manifest import REAL, SPLIT_COLUMN, SPLITS
+from crossfake.utils.errors import CrossfakeError
+from crossfake.utils.logging import get_logger
+
+log = get_logger("splits")
+
+
+class SplitMode(StrEnum):
+    identity = "identity"
+    literal = "literal"
+    frame = "frame"
+    official = "official"
+
+
+class Shares(BaseModel):
+    """Percentages of one source going to train, val and test (a remainder below 100 is left unused)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    train: float = Field(0.0, ge=0, le=100)
+    val: float = Field(0.0, ge=0, le=100)
+    test: float = Field(0.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _at_most_100(self) -> Shares:
+        if self.total > 100 + 1e-9:
+            raise ValueError(f"train+val+test = {self.total:g}% exceeds 100%")
+        return self
+
+    @property
+    def total(self) -> float:
+        return self.train + self.val + self.test
+
+    def as_tuple(self) -> tuple[float, float, float]:
+        return (self.train, self.val, self.test)
+
+
+class SplitSpec(BaseModel):
+    """A validated split specification (see the module docstring for what each mode does)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "custom"
+    description: str = ""
+    mode: SplitMode = SplitMode.identity
+    seed: int = 0
+    sources: dict[str, Shares] = Field(..., min_length=1, description="per-source percentages")
+    identity_ratios: Shares | None = Field(
+        None, description="identity mode: share of identity groups per split (default: the 'real' row)"
+    )
+
+    @field_validator("sources")
+    @classmethod
+    def _some_share(cls, v: dict[str, Shares]) -> dict[str, Shares]:
+        empty = [k for k, s in v.items() if s.total == 0]
+        if len(empty) == len(v):
+            raise ValueError("every source has 0% in every split")
+        return v
+
+    @model_validator(mode="after")
+    def _ratios(self) -> SplitSpec:
+        if self.mode == SplitMode.identity and self.group_ratios().total == 0:
+            raise ValueError("identity mode needs identity_ratios or a 'real' source with a non-zero share")
+        return self
+
+    def group_ratios(self) -> Shares:
+        if self.identity_ratios is not None:
+            return self.identity_ratios
+        return self.sources.get(REAL, Shares())
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> SplitSpec:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as e:
+            raise CrossfakeError(f"cannot read split spec {path}: {e}") from e
+        return cls.parse(data, where=str(path))
+
+    @classmethod
+    def parse(cls, data: object, where: str = "split spec") -> SplitSpec:
+        if not isinstance(data, dict):
+            raise CrossfakeError(f"{where}: expected a mapping with 'sources:', got {type(data).__name__}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'spec'}: {err['msg']}" for err in e.errors())
+            raise CrossfakeError(f"{where} is invalid: {problems}") from None
+
+
+def builtin_specs() -> list[str]:
+    """Names of the split specs shipped with crossfake (``crossfake/configs/splits/*.yaml``)."""
+    folder = resources.files("crossfake") / "configs" / "splits"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_spec(name_or_path: str | Path) -> SplitSpec:
+    """Load a shipped spec by name (e.g. ``report1``) or a YAML file by path."""
+    path = Path(name_or_path)
+    if path.suffix in {".yaml", ".yml"} or path.exists():
+        if not path.is_file():
+            raise CrossfakeError(f"split spec file {path} not found")
+        return SplitSpec.from_yaml(path)
+    resource = resources.files("crossfake") / "configs" / "splits" / f"{name_or_path}.yaml"
+    if not resource.is_file():
+        raise CrossfakeError(f"unknown split spec {name_or_path!r}; shipped: {', '.join(builtin_specs())}")
+    with resources.as_file(resource) as p:
+        return SplitSpec.from_yaml(p)
+
+
+# -- assignment -------------------------------------------------------------------------------------
+
+
+def _cut(n: int, shares: tuple[float, float, float]) -> np.ndarray:
+    """Split labels for ``n`` shuffled items: exact counts by largest remainder, the rest unused (-1)."""
+    quotas = np.array(shares) / 100.0 * n
+    counts = np.floor(quotas).astype(int)
+    used = int(round(sum(shares) / 100.0 * n))
+    for i in np.argsort(-(quotas - counts), kind="stable")[: max(used - counts.sum(), 0)]:
+        counts[i] += 1
+    labels = np.full(n, -1)
+    labels[: counts.sum()] = np.repeat(np.arange(3), counts)
+    return labels
+
+
+def _rng(seed: int, key: str) -> np.random.Generator:
+    # Each source gets its own stream so adding a source to a spec does not reshuffle the others.
+    return np.random.default_rng([seed, *key.encode("utf-8")])
+
+
+def _assign_groups(groups: pd.Series, ratios: Shares, seed: int) -> dict[str, int]:
+    """Assign each identity group to a split so video counts follow ``ratios`` as closely as possible.
+
+    Groups are visited in a seeded random order; each goes to the split furthest below its target share.
+    Weighting by videos (not groups) keeps the real-video proportions close to e.g. 80/10/10 even though
+    a YouTube-linked group holds more videos than a plain pair.
+    """
+    sizes = groups.value_counts()
+    order = sizes.index.to_numpy()[_rng(seed, "identity-groups").permutation(len(sizes))]
+    target = np.array(ratios.as_tuple()) / ratios.total
+    filled = np.zeros(3)
+    out: dict[str, int] = {}
+    for g in order:
+        deficit = target * (filled.sum() + sizes[g]) - filled
+        deficit[target == 0] = -np.inf
+        k = int(np.argmax(deficit))
+        out[g] = k
+        filled[k] += sizes[g]
+    return out
+
+
+def assign_splits(manifest: pd.DataFrame, spec: SplitSpec) -> pd.DataFrame:
+    """Return a copy of ``manifest`` with a ``split`` column (``train``/``val``/``test`` or missing)."""
+    df = manifest.copy()
+    missing_sources = sorted(set(spec.sources) - set(df["method"].unique()))
+    if missing_sources and spec.mode == SplitMode.official:
+        # The official split lists every FF++ method; a download with fewer methods is still valid.
+        log.warning("split spec %r: source(s) %s not in the manifest", spec.name, missing_sources)
+    elif missing_sources:
+        # A spec that asks for a test set the data cannot give is an error, not an empty test set.
+        raise CrossfakeError(
+            f"split spec {spec.name!r} names source(s) {missing_sources} absent from the manifest; "
+            f"present: {sorted(df['method'].unique())}"
+        )
+    labels = np.full(len(df), -1)
+    listed = df["method"].isin(list(spec.sources)).to_numpy()
+    if spec.mode == SplitMode.identity:
+        videos = df.loc[listed].drop_duplicates("video_id")
+        group_split = _assign_groups(videos["identity_group"], spec.group_ratios(), spec.seed)
+        labels[listed] = df.loc[listed, "identity_group"].map(group_split).to_numpy()
+    elif spec.mode == SplitMode.official:
+        if df.loc[listed, "official_split"].isna().all():
+            raise CrossfakeError("mode 'official' needs the corpus's split files; this manifest has none")
+        index = {s: i for i, s in enumerate(SPLITS)}
+        labels[listed] = df.loc[listed, "official_split"].map(index).fillna(-1).astype(int).to_numpy()
+    else:
+        unit = "sample_id" if spec.mode == SplitMode.frame else "video_id"
+        for source, shares in spec.sources.items():
+            rows = df["method"] == source
+            units = np.sort(df.loc[rows, unit].unique())
+            units = units[_rng(spec.seed, source).permutation(len(units))]
+            per_unit = dict(zip(units, _cut(len(units), shares.as_tuple()), strict=True))
+            labels[rows.to_numpy()] = df.loc[rows, unit].map(per_unit).to_numpy()
+
+    # Identity and official modes assign whole groups; a source takes part only where its share > 0.
+    if spec.mode in (SplitMode.identity, SplitMode.official):
+        for source, shares in spec.sources.items():
+            rows = (df["method"] == source).to_numpy()
+            for k, share in enumerate(shares.as_tuple()):
+                if share == 0:
+                    labels[rows & (labels == k)] = -1
+    names = np.array([*SPLITS, None], dtype=object)
+    df[SPLIT_COLUMN] = pd.array(names[labels], dtype="string")
+    return df
+
+
+def train_fraction(df: pd.DataFrame, fraction: float, seed: int = 0) -> pd.DataFrame:
+    """Keep ``fraction`` of the training *videos* of each source (val and test untouched).
+
+    Used by the train-size ablation; sampling whole videos keeps the split identity-safe.
+    """
+    if not 0 < fraction <= 1:
+        raise CrossfakeError(f"train fraction must be in (0, 1], got {fraction}")
+    train = df[SPLIT_COLUMN] == "train"
+    keep: set[str] = set()
+    for source, rows in df[train].groupby("method"):
+        videos = np.sort(rows["video_id"].unique())
+        n = max(1, int(round(fraction * len(videos))))
+        keep.update(videos[_rng(seed, f"fraction-{source}").permutation(len(videos))[:n]])
+    return df[~train | df["video_id"].isin(keep)].reset_index(drop=True)

@@ -1,0 +1,1 @@
+"""Small helpers shared by every stage: errors, atomic file writes, logging, provenance."""

@@ -1,0 +1,67 @@
+"""Shared fixtures: a fake FF++ tree (empty files, for adapter and split logic) and manifests built from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from crossfake.data.identity import identity_groups
+from crossfake.data.manifest import COLUMNS, coerce
+from crossfake.data.sources.base import VideoRecord
+
+METHODS = ("FaceSwap", "NeuralTextures", "Face2Face")
+
+
+def make_ffpp_tree(root: Path, n_pairs: int = 20, methods=METHODS, compression: str = "c23") -> Path:
+    """FF++ layout with empty video files, official split files and a conversion dict.
+
+    Originals 2k and 2k+1 form pair k. Originals 000/002 share a YouTube source within train, and 004 and
+    the last original share one across the official train/test boundary (like FF++'s 605/606).
+    """
+    ids = [f"{i:03d}" for i in range(2 * n_pairs)]
+    pairs = [[ids[2 * k], ids[2 * k + 1]] for k in range(n_pairs)]
+    real = root / "original_sequences/youtube" / compression / "videos"
+    real.mkdir(parents=True)
+    for i in ids:
+        (real / f"{i}.mp4").touch()
+    for m in methods:
+        d = root / "manipulated_sequences" / m / compression / "videos"
+        d.mkdir(parents=True)
+        for a, b in pairs:
+            (d / f"{a}_{b}.mp4").touch()
+            (d / f"{b}_{a}.mp4").touch()
+    n_train, n_val = int(0.72 * n_pairs), int(0.14 * n_pairs)
+    for name, chunk in (("train", pairs[:n_train]), ("val", pairs[n_train : n_train + n_val]),
+                        ("test", pairs[n_train + n_val :])):
+        (root / f"{name}.json").write_text(json.dumps(chunk))
+    conv = {i: f"yt{int(i):09d}_0" for i in ids}
+    conv["002"] = conv["000"].replace("_0", "_1")
+    conv[ids[-1]] = conv["004"].replace("_0", "_1")
+    (root / "conversion_dict.json").write_text(json.dumps(conv))
+    return root
+
+
+def manifest_from_records(records: list[VideoRecord], frames: int = 3) -> pd.DataFrame:
+    """A manifest as `prepare` would write it, without decoding anything (``frames`` rows per video)."""
+    groups = identity_groups(records)
+    rows = []
+    for r in records:
+        for f in range(frames):
+            rows.append({
+                "sample_id": f"{r.video_id}/{f:06d}", "path": f"crops/{r.video_id}/{f:06d}.png",
+                "dataset": r.dataset, "method": r.method, "video_id": r.video_id, "video_path": str(r.path),
+                "frame_idx": f, "label": r.label, "target_id": r.target_id, "source_id": r.source_id,
+                "identity_group": groups[r.video_id], "official_split": r.official_split,
+                "face_x0": 0.0, "face_y0": 0.0, "face_x1": 10.0, "face_y1": 10.0, "det_score": 1.0,
+                "num_faces": 1, "detector": "none",
+            })
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    return coerce(df)
+
+
+@pytest.fixture
+def ffpp_tree(tmp_path: Path) -> Path:
+    return make_ffpp_tree(tmp_path / "ffpp")

@@ -1,0 +1,133 @@
+"""Splits: identity-safe default, literal reproduction of the reports' tables, leaky frame split, audit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from crossfake.data.audit import audit_split
+from crossfake.data.sources import get_source
+from crossfake.data.splits import SplitSpec, assign_splits, builtin_specs, load_spec, train_fraction
+from crossfake.utils.errors import CrossfakeError
+from tests.conftest import make_ffpp_tree, manifest_from_records
+
+
+@pytest.fixture
+def manifest(tmp_path: Path) -> pd.DataFrame:
+    root = make_ffpp_tree(tmp_path / "ffpp", n_pairs=50)
+    return manifest_from_records(get_source("ffpp", root).records(), frames=3)
+
+
+def people_by_split(df: pd.DataFrame) -> dict[str, set[str]]:
+    used = df[df["split"].notna()]
+    return {
+        s: set(g["target_id"]) | set(g["source_id"]) for s, g in used.groupby("split")
+    }
+
+
+def test_every_shipped_spec_parses():
+    assert {"report1", "report1-literal", "report2", "report2-literal", "ffpp-official"} <= set(builtin_specs())
+    for name in builtin_specs():
+        spec = load_spec(name)
+        assert spec.name == name
+
+
+def test_identity_split_has_no_shared_person(manifest: pd.DataFrame):
+    df = assign_splits(manifest, load_spec("report1"))
+    people = people_by_split(df)
+    assert not (people["train"] & people["test"]) and not (people["train"] & people["val"])
+    assert not (people["val"] & people["test"])
+    report = audit_split(df)
+    assert not report.leaks
+    assert report.overlaps[["people", "groups", "videos"]].to_numpy().sum() == 0
+    # Sources take part only where their share is non-zero.
+    by = df.groupby(["method", "split"])["video_id"].nunique().unstack(fill_value=0)
+    assert by.loc["NeuralTextures", ["train", "val"]].sum() == 0 and by.loc["NeuralTextures", "test"] > 0
+    assert by.loc["FaceSwap", "test"] == 0 and by.loc["FaceSwap", "train"] > 0
+    # NeuralTextures test = the NeuralTextures videos of the test identities.
+    test_groups = set(df.loc[(df["split"] == "test") & (df["method"] == "real"), "identity_group"])
+    nt = df[df["method"] == "NeuralTextures"]
+    assert set(nt.loc[nt["split"] == "test", "identity_group"]) == test_groups & set(nt["identity_group"])
+    # Identity shares follow the real row (80/10/10) closely.
+    real = df[df["method"] == "real"].drop_duplicates("video_id")["split"].value_counts(normalize=True)
+    assert real["train"] == pytest.approx(0.8, abs=0.05) and real["test"] == pytest.approx(0.1, abs=0.05)
+
+
+def test_identity_split_is_deterministic_and_seeded(manifest: pd.DataFrame):
+    spec = load_spec("report2")
+    a, b = assign_splits(manifest, spec), assign_splits(manifest, spec)
+    pd.testing.assert_series_equal(a["split"], b["split"])
+    other = assign_splits(manifest, spec.model_copy(update={"seed": 1}))
+    assert not a["split"].equals(other["split"])
+
+
+def test_literal_mode_reproduces_the_table_counts(manifest: pd.DataFrame):
+    df = assign_splits(manifest, load_spec("report1-literal"))
+    videos = df.drop_duplicates("video_id")
+    counts = videos.groupby(["method", "split"]).size().unstack(fill_value=0)
+    assert counts.loc["real"].to_dict() == {"train": 80, "val": 10, "test": 10}
+    assert counts.loc["FaceSwap"].to_dict() == {"train": 90, "val": 10, "test": 0}
+    assert counts.loc["NeuralTextures"].to_dict() == {"train": 0, "val": 0, "test": 100}
+    # Frames follow videos: three rows per video, all on one side.
+    assert (df.groupby("video_id")["split"].nunique() == 1).all()
+    # ...and the audit shows how the literal table leaks identities.
+    report = audit_split(df)
+    assert report.leaks
+    seen = report.test_seen_in_train.set_index("method")
+    assert seen.loc["NeuralTextures", "seen"] > 50
+
+
+def test_frame_mode_is_leaky_on_purpose(manifest: pd.DataFrame):
+    spec = load_spec("report2").model_copy(update={"mode": "frame"})
+    df = assign_splits(manifest, spec)
+    assert (df.groupby("video_id")["split"].nunique() > 1).any()
+    assert audit_split(df).overlaps["videos"].sum() > 0
+
+
+def test_official_mode_keeps_pairs_and_reports_youtube_straddle(manifest: pd.DataFrame):
+    df = assign_splits(manifest, load_spec("ffpp-official"))
+    assert (df["split"] == df["official_split"]).all()
+    report = audit_split(df)
+    # 004 (train) and 099 (test) come from one YouTube video: same group on two sides.
+    assert report.overlaps.set_index("pair").loc["train-test", "groups"] >= 1
+    assert report.overlaps["people"].sum() == 0
+
+
+def test_unlisted_and_zero_share_rows_get_no_split(manifest: pd.DataFrame):
+    spec = SplitSpec.parse({"sources": {"real": {"train": 50, "test": 50}, "FaceSwap": {"train": 100}}})
+    df = assign_splits(manifest, spec)
+    assert df.loc[df["method"] == "Face2Face", "split"].isna().all()
+    assert not (df["split"] == "val").any()
+
+
+def test_bad_specs_fail_at_parse_time(manifest: pd.DataFrame, tmp_path: Path):
+    with pytest.raises(CrossfakeError, match="exceeds 100%"):
+        SplitSpec.parse({"sources": {"real": {"train": 80, "val": 20, "test": 10}}})
+    with pytest.raises(CrossfakeError, match="sources.real.tarin: Extra inputs"):
+        SplitSpec.parse({"sources": {"real": {"tarin": 80}}})
+    with pytest.raises(CrossfakeError, match="mode: Input should be"):
+        SplitSpec.parse({"mode": "random", "sources": {"real": {"train": 80}}})
+    with pytest.raises(CrossfakeError, match="identity mode needs"):
+        SplitSpec.parse({"sources": {"FaceSwap": {"train": 80}}})
+    with pytest.raises(CrossfakeError, match="unknown split spec 'report9'.*report1"):
+        load_spec("report9")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sources: [1, 2\n")
+    with pytest.raises(CrossfakeError, match="cannot read split spec"):
+        load_spec(bad)
+    spec = SplitSpec.parse({"sources": {"real": {"train": 80}, "Deepfakes": {"test": 100}}})
+    with pytest.raises(CrossfakeError, match="Deepfakes.*absent from the manifest"):
+        assign_splits(manifest, spec)
+
+
+def test_train_fraction_samples_whole_training_videos(manifest: pd.DataFrame):
+    df = assign_splits(manifest, load_spec("report2"))
+    half = train_fraction(df, 0.5, seed=0)
+    n = lambda d, s: d.loc[d["split"] == s, "video_id"].nunique()  # noqa: E731
+    assert n(half, "train") == pytest.approx(n(df, "train") / 2, abs=2)
+    assert n(half, "test") == n(df, "test") and n(half, "val") == n(df, "val")
+    assert (half.groupby("video_id").size() == 3).all()
+    with pytest.raises(CrossfakeError):
+        train_fraction(df, 0)
