@@ -1,0 +1,164 @@
+"""Sample frames, detect and crop the largest face, and write a Parquet manifest.
+
+Reads a corpus (FaceForensics++ layout, or a real/ + fake/<method>/ folder), keeps N evenly spaced
+frames per video (or every K-th, or all), crops the largest face with a margin to a square PNG, and
+writes OUT/manifest.parquet (one row per crop), OUT/failures.parquet (frames and videos that gave no
+crop, with the reason) and OUT/prepare.json (settings, provenance, summary).
+
+Re-running the same command resumes: finished videos are skipped. Changing a crop setting (frames,
+detector, margin, size, ...) on an existing OUT is an error; pass --overwrite or choose a new OUT.
+Settings can come from a YAML file of PrepareConfig fields (--config); flags given here win.
+
+Examples:
+  crossfake prepare /data/FaceForensics++ --out prepared --methods FaceSwap,NeuralTextures
+  crossfake prepare /data/FaceForensics++ --out quick --frames 8 --limit 20
+  crossfake prepare /data/my_corpus --source folder --out prepared --no-face center
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from crossfake.data.preprocess import PrepareConfig, list_face_detectors, prepare
+from crossfake.data.preprocess.run import NoFacePolicy, default_workers
+from crossfake.data.sources import get_source, list_sources
+from crossfake.data.sources.base import VideoRecord
+from crossfake.utils.errors import CrossfakeError
+
+_FIELDS = PrepareConfig.model_fields
+
+
+def _default(name: str) -> str:
+    spec = _FIELDS[name]
+    value = spec.default_factory() if spec.default_factory else spec.default
+    return f"(default: {getattr(value, 'value', value)})"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Crop settings default to SUPPRESS so that only flags actually given override a --config file.
+    keep = argparse.SUPPRESS
+    parser.add_argument("root", type=Path, help="dataset root folder")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="output folder (created; resumed if it exists)"
+    )
+    parser.add_argument("--source", default="ffpp", choices=list_sources(), help="corpus layout")
+    parser.add_argument(
+        "--compression", help="FF++ quality folder: raw, c23 or c40 (the adapter's default: c23)"
+    )
+    parser.add_argument(
+        "--methods", help="comma-separated manipulations to read, e.g. FaceSwap,NeuralTextures"
+    )
+    parser.add_argument(
+        "--limit", type=int, metavar="N", help="only the first N videos of each method (quick tries)"
+    )
+    parser.add_argument("--config", type=Path, metavar="FILE.yaml", help="PrepareConfig settings from YAML")
+
+    sampling = parser.add_mutually_exclusive_group()
+    sampling.add_argument(
+        "--frames",
+        type=int,
+        default=keep,
+        metavar="N",
+        help=f"N evenly spaced frames per video {_default('frames')}",
+    )
+    sampling.add_argument("--every", type=int, default=keep, metavar="K", help="every K-th frame instead")
+    sampling.add_argument("--all-frames", action="store_true", default=keep, help="every frame instead")
+
+    parser.add_argument(
+        "--detector", default=keep, choices=list_face_detectors(), help=f"face detector {_default('detector')}"
+    )
+    parser.add_argument(
+        "--detector-weights",
+        type=Path,
+        default=keep,
+        metavar="PATH",
+        help="detector weights (yunet: face_detection_yunet_2023mar.onnx; haar: a cascade XML)",
+    )
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=keep,
+        help=f"crop side as a multiple of the face box {_default('margin')}",
+    )
+    parser.add_argument("--size", type=int, default=keep, help=f"crop side in pixels {_default('size')}")
+    parser.add_argument(
+        "--format",
+        default=keep,
+        choices=["png", "jpg"],
+        help=f"crop image format; png is lossless {_default('format')}",
+    )
+    parser.add_argument("--quality", type=int, default=keep, help=f"JPEG quality {_default('quality')}")
+    parser.add_argument(
+        "--no-face",
+        default=keep,
+        choices=[p.value for p in NoFacePolicy],
+        help=f"frames without a face: skip and record, or keep a centre crop {_default('no_face')}",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=keep,
+        help=f"worker processes, 0 = none (default: one per core, at most 4: {default_workers()})",
+    )
+
+    parser.add_argument("--overwrite", action="store_true", help="delete OUT's earlier prepare output first")
+    parser.add_argument("--retry-failed", action="store_true", help="redo videos in which no crop was found")
+
+
+def build_config(args: argparse.Namespace) -> PrepareConfig:
+    """The :class:`PrepareConfig` from ``--config`` (if any) with the flags given on top."""
+    base = PrepareConfig.from_yaml(args.config) if args.config else PrepareConfig()
+    values = base.model_dump()
+    for name in ("detector", "margin", "size", "format", "quality", "no_face", "workers"):
+        if hasattr(args, name):
+            values[name] = getattr(args, name)
+    if hasattr(args, "frames"):
+        values.update(sampling="uniform", frames=args.frames)
+    elif hasattr(args, "every"):
+        values.update(sampling="every", every=args.every)
+    elif getattr(args, "all_frames", False):
+        values["sampling"] = "all"
+    if hasattr(args, "detector_weights"):
+        values["detector_options"] = {**values["detector_options"], "weights": str(args.detector_weights)}
+    return PrepareConfig(**values)
+
+
+def first_per_method(records: list[VideoRecord], limit: int) -> list[VideoRecord]:
+    """The first ``limit`` records of every (dataset, method), in the adapter's order."""
+    seen: dict[tuple[str, str], int] = {}
+    kept = []
+    for rec in records:
+        key = (rec.dataset, rec.method)
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] <= limit:
+            kept.append(rec)
+    return kept
+
+
+def run(args: argparse.Namespace) -> int:
+    config = build_config(args)  # before listing the corpus, so a bad setting fails at once
+    if args.limit is not None and args.limit < 1:
+        raise CrossfakeError(f"--limit must be at least 1, got {args.limit}")
+    options = {}
+    if args.compression:
+        options["compression"] = args.compression
+    if args.methods:
+        options["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
+    try:
+        source = get_source(args.source, args.root, **options)
+    except TypeError as e:  # an option this adapter does not take, e.g. --compression for a folder
+        raise CrossfakeError(f"--source {args.source} does not accept that option: {e}") from None
+    records = source.records()
+    if args.limit is not None:
+        records = first_per_method(records, args.limit)
+    summary = prepare(records, args.out, config, overwrite=args.overwrite, retry_failed=args.retry_failed)
+    print(f"prepared {args.root} -> {args.out}\n")
+    print(summary.table())
+    print(f"\nmanifest: {args.out / 'manifest.parquet'}\nfailures: {args.out / 'failures.parquet'}")
+    if summary.manifest_rows == 0:
+        print(
+            "\nno face crop was written: see failures.parquet (corpora of face crops: try --no-face center)"
+        )
+        return 1
+    return 0
