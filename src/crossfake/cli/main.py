@@ -28,11 +28,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "split": ("crossfake.cli.split", "assign manifest rows to train/val/test by identity group"),
     "audit": ("crossfake.cli.audit", "report identities and videos shared between splits"),
     "metrics": ("crossfake.cli.metrics", "frame- and video-level AUC/EER/ACC/F1/AP with CIs and ROC"),
+    "params": ("crossfake.cli.params", "print a method's trainable and total parameters (no download)"),
+    "train": ("crossfake.cli.train", "train a detector from a YAML config into a run directory"),
+    "evaluate": ("crossfake.cli.evaluate", "score a split, manifest or folder with a trained run"),
 }
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+    """Shows defaults (but not "default: None") and keeps the descriptions' line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is argparse.SUPPRESS or action.default == []:
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:

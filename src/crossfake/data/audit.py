@@ -134,5 +134,6 @@ def _format_counts(counts: pd.DataFrame) -> list[str]:
 
 
 def _cell(row: pd.Series, split: str) -> str:
-    text = f"{row[split + '_videos']} / {row[split + '_frames']} ({row[split + '_pct']:.0f}%)"
+    # iterrows() upcasts the integer counts to float beside the percentages.
+    text = f"{int(row[split + '_videos'])} / {int(row[split + '_frames'])} ({row[split + '_pct']:.0f}%)"
     return f"{text:>24}"

@@ -1,0 +1,15 @@
+"""Detection methods, one sub-package each, created by name through :func:`create_detector`.
+
+Importing this package registers every method. Adding one means adding a sub-package that defines a
+config (a :class:`MethodConfig` subclass) and a detector decorated with ``@register_method("name")``, and
+importing it below; nothing else changes.
+"""
+
+from crossfake.methods import linear_probe as _linear_probe  # noqa: F401
+from crossfake.methods import lora as _lora  # noqa: F401
+from crossfake.methods import reprogramming as _reprogramming  # noqa: F401
+from crossfake.methods import visual_prompt as _visual_prompt  # noqa: F401
+from crossfake.methods.base import Detector, MethodConfig
+from crossfake.methods.registry import create_detector, list_methods, method_class, method_config
+
+__all__ = ["Detector", "MethodConfig", "create_detector", "list_methods", "method_class", "method_config"]

@@ -1,0 +1,1 @@
+"""Foundation models the detectors are built on (``backbones``: CLIP, later Qwen2.5-VL)."""

@@ -1,0 +1,539 @@
+"""The one trainer, for every method: ``train(config) -> RunInfo``.
+
+It knows detectors only through :class:`~crossfake.methods.base.Detector`: ``training_step`` gives the
+loss, ``trainable_parameters`` what AdamW updates, ``predict`` the validation logits. The single
+method-dependent decision is generic: a detector that ``supports_feature_cache`` (and keeps the default
+loss) has its frozen features extracted once through :class:`FeatureCache`, and only its ``head`` is
+trained, on the cached tensors.
+
+The rules that make results trustworthy:
+
+- only train and val rows are loaded (:func:`training_rows`); test labels are never read;
+- the checkpoint kept as ``best/`` is the one with the highest *validation* AUC (frame level);
+- the decision threshold is chosen on validation predictions: the EER threshold, where the false
+  positive and false negative rates cross, which balances the two kinds of error whatever the class
+  ratio (report 1's tests are 1 real : 10 fake, where a 0.5 threshold or F1 reward calling everything fake);
+- everything random is seeded, and shuffling is a pure function of (seed, epoch), so an interrupted run
+  resumed from ``last/`` ends with the same weights as an uninterrupted one.
+
+Multi-GPU: ``accelerate launch -m crossfake.cli.main train cfg.yaml`` runs this same code in every
+process; ``accelerate`` shards the batches and averages gradients, and only the main process writes files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+
+from crossfake.evaluation.metrics import eer, roc_auc
+from crossfake.evaluation.predict import predict_manifest, sigmoid
+from crossfake.methods import Detector, create_detector
+from crossfake.training.checkpoint import (
+    BEST_DIR,
+    CONFIG_FILE,
+    LAST_DIR,
+    LOG_FILE,
+    VAL_PREDICTIONS_FILE,
+    WEIGHTS_FILE,
+    RunInfo,
+    apply_weights,
+    load_last,
+    load_weights,
+    read_run_info,
+    rng_state,
+    save_last,
+    save_weights,
+    set_rng_state,
+    write_run_record,
+)
+from crossfake.training.config import TrainConfig, autocast, resolve_precision
+from crossfake.training.data import (
+    Collate,
+    FaceCropDataset,
+    default_workers,
+    make_loader,
+    read_training_manifest,
+    training_rows,
+)
+from crossfake.training.features import FeatureCache
+from crossfake.utils.errors import CrossfakeError
+from crossfake.utils.io import write_text_atomic
+from crossfake.utils.logging import LOGGER_NAME, get_logger
+from crossfake.utils.provenance import file_sha256, provenance
+
+log = get_logger("train")
+
+THRESHOLD_RULE = (
+    "EER threshold of the validation predictions of the best checkpoint: predicted fake iff "
+    "p(fake) >= threshold, where the validation FPR and FNR cross"
+)
+
+
+class TrainStep(nn.Module):
+    """One training step's forward, as the module ``accelerate`` wraps.
+
+    Under DDP, gradients are averaged only for computations that run through the wrapped module's
+    ``forward``; routing ``training_step`` through here is what makes every method's custom loss
+    multi-GPU-safe without the trainer knowing the method.
+    """
+
+    def __init__(self, detector: Detector, on_features: bool) -> None:
+        super().__init__()
+        self.detector = detector
+        self.on_features = on_features
+
+    def forward(self, inputs: Any, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.on_features:
+            logits = self.detector.head(inputs)
+            loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+            return {"loss": loss, "logits": logits}
+        return self.detector.training_step(inputs, labels)
+
+
+@dataclass
+class _Data:
+    """What the loop and the final scoring need to know about the rows, once they are loaded."""
+
+    train_rows: pd.DataFrame
+    val_rows: pd.DataFrame
+    train_loader: DataLoader
+    val_loader: DataLoader
+    on_features: bool  # training the head on cached features instead of the whole detector on images
+    cache: FeatureCache | None
+
+
+def train(
+    config: TrainConfig, *, on_step: Callable[[int], None] | None = None, progress: bool = True
+) -> RunInfo:
+    """Train ``config.method`` on ``config.data`` into the run directory ``config.out``.
+
+    Re-running with the same config resumes from ``out/last`` (a finished run is only re-finalised).
+
+    Args:
+        config: the validated training config; ``config.out`` must be set.
+        on_step: called with the global step number after every optimizer step (progress hooks, tests);
+            an exception raised there stops the run like Ctrl-C, keeping ``last/`` for a resume.
+        progress: show progress bars.
+
+    Returns:
+        The finished run, as :func:`~crossfake.training.checkpoint.read_run_info` reads it back.
+    """
+    accelerator = Accelerator(cpu=config.train.device == "cpu")
+    if config.train.device == "cuda" and accelerator.device.type != "cuda":
+        raise CrossfakeError("train.device is 'cuda' but no CUDA device is visible")
+    run_dir = _prepare_run_dir(config, accelerator.is_main_process)
+    with _logging(run_dir / LOG_FILE, accelerator.is_main_process):
+        _train(config, run_dir, accelerator, on_step, progress and accelerator.is_main_process)
+    # The main process finalises the run (val predictions, run.json); the others wait for it so that every
+    # process returns the same finished run.
+    accelerator.wait_for_everyone()
+    return read_run_info(run_dir)
+
+
+def _train(
+    config: TrainConfig,
+    run_dir: Path,
+    accelerator: Accelerator,
+    on_step: Callable[[int], None] | None,
+    progress: bool,
+) -> None:
+    session_start = time.perf_counter()
+    opts = config.train
+    device = accelerator.device
+    precision = resolve_precision(opts.precision, device)
+    # Seed before the detector is built: the head's random initialisation is part of what `seed` fixes.
+    set_seed(opts.seed)
+    detector = create_detector(config.method).to(device)
+    trainable, total = detector.parameter_counts()
+    if trainable == 0:
+        raise CrossfakeError(
+            f"method {config.method.method!r} has no trainable parameters; use `crossfake evaluate`"
+        )
+    log.info(
+        "method %s: %s trainable of %s parameters (%.4f%%); lr %g, %s, %s x%d",
+        config.method.method,
+        f"{trainable:,}",
+        f"{total:,}",
+        100 * trainable / total,
+        config.lr,
+        precision,
+        device,
+        accelerator.num_processes,
+    )
+    data = _load_data(config, detector, accelerator, precision, progress)
+
+    optimizer = torch.optim.AdamW(
+        detector.trainable_parameters(), lr=config.lr, weight_decay=opts.weight_decay
+    )
+    model, optimizer, train_loader, val_loader = accelerator.prepare(
+        TrainStep(detector, data.on_features), optimizer, data.train_loader, data.val_loader
+    )
+    steps_per_epoch = math.ceil(len(train_loader) / opts.grad_accum)
+    total_steps = opts.epochs * steps_per_epoch
+    if opts.max_steps is not None:
+        total_steps = min(total_steps, opts.max_steps)
+
+    state: dict[str, Any] = {
+        "step": 0,
+        "best_val_auc": None,
+        "best_step": None,
+        "history": [],
+        "wall_time_s": 0.0,
+    }
+    last = load_last(run_dir)
+    if last is not None:
+        apply_weights(detector, last.weights, run_dir / LAST_DIR / WEIGHTS_FILE)
+        optimizer.load_state_dict(last.optimizer)
+        set_rng_state(last.rng)
+        state |= {k: v for k, v in last.state.items() if k != "format"}
+        log.info("resuming from step %d of %d (%s)", state["step"], total_steps, run_dir / LAST_DIR)
+    prior_wall = float(state["wall_time_s"])
+    val_labels = data.val_rows["label"].to_numpy()
+
+    def due(step: int) -> bool:
+        """Validate and save last/ after this step? Every eval_every steps (else per epoch) and at the end."""
+        every = opts.eval_every or steps_per_epoch
+        return step % every == 0 or step == total_steps
+
+    def checkpoint(rng: dict[str, Any]) -> None:
+        state["wall_time_s"] = prior_wall + time.perf_counter() - session_start
+        if accelerator.is_main_process:
+            save_last(run_dir, detector, optimizer, rng, state)
+
+    def validate() -> None:
+        logits = _val_logits(detector, val_loader, data.on_features, accelerator, precision, len(val_labels))
+        if not np.isfinite(logits).all():
+            raise CrossfakeError(
+                f"validation logits are NaN or infinite at step {state['step']}: training "
+                f"diverged; lower the learning rate (now {config.lr:g})"
+            )
+        auc = roc_auc(val_labels, sigmoid(logits))
+        # Selection by validation AUC only, never by anything measured on test.
+        improved = state["best_val_auc"] is None or auc > state["best_val_auc"]
+        if improved:
+            state["best_val_auc"], state["best_step"] = auc, state["step"]
+            if accelerator.is_main_process:
+                save_weights(run_dir / BEST_DIR / WEIGHTS_FILE, detector, step=state["step"], val_auc=auc)
+        state["history"].append(
+            {"step": state["step"], "epoch": state["step"] / steps_per_epoch, "val_auc": auc}
+        )
+        log.info(
+            "step %d: val AUC %.4f%s (best %.4f at step %d)",
+            state["step"],
+            auc,
+            " *" if improved else "",
+            state["best_val_auc"],
+            state["best_step"],
+        )
+
+    boundary_rng = rng_state()  # the RNG right after the last finished step: what a resume must restore
+    validated = state["history"][-1]["step"] if state["history"] else 0
+    if state["step"] > validated and due(state["step"]):
+        validate()  # the run was stopped between a due step and its validation
+        checkpoint(boundary_rng)
+
+    # -- the loop -------------------------------------------------------------------------------------
+    model.train()
+    bar = tqdm(total=total_steps, initial=state["step"], desc="training", unit="step", disable=not progress)
+    meter = _Meter(device)
+    try:
+        while state["step"] < total_steps:
+            epoch, done = divmod(state["step"], steps_per_epoch)
+            train_loader.set_epoch(epoch)
+            # Shuffling depends only on (seed, epoch): skipping the batches of the steps already taken
+            # replays an interrupted epoch exactly where it stopped.
+            loader = (
+                accelerator.skip_first_batches(train_loader, done * opts.grad_accum) if done else train_loader
+            )
+            batches = iter(loader)
+            for local_step in range(done, min(steps_per_epoch, done + total_steps - state["step"])):
+                n_micro = min(opts.grad_accum, len(train_loader) - local_step * opts.grad_accum)
+                for micro in range(n_micro):
+                    inputs, labels, _ = next(batches)
+                    # Gradients are averaged across processes once per step, on its last micro-batch.
+                    sync = accelerator.no_sync(model) if micro < n_micro - 1 else contextlib.nullcontext()
+                    with sync, autocast(device, precision):
+                        loss = model(inputs, labels)["loss"] / n_micro
+                    accelerator.backward(loss)
+                    meter.add(loss.detach(), len(labels) * accelerator.num_processes)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                state["step"] += 1
+                boundary_rng = rng_state()
+                meter.step()
+                bar.update()
+                if state["step"] % opts.log_every == 0 or state["step"] == total_steps:
+                    mean_loss, rate = meter.report()
+                    bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.1f}")
+                    log.info(
+                        "step %d/%d (epoch %d): loss %.4f, %.1f img/s",
+                        state["step"],
+                        total_steps,
+                        epoch + 1,
+                        mean_loss,
+                        rate,
+                    )
+                if on_step is not None:
+                    on_step(state["step"])
+                if due(state["step"]):
+                    validate()
+                    checkpoint(boundary_rng)
+    except BaseException:
+        # Keep the finished steps (Ctrl-C, a failing hook, an error); re-running resumes from them.
+        checkpoint(boundary_rng)
+        log.warning(
+            "stopped at step %d; re-run the same command to resume from %s", state["step"], run_dir / LAST_DIR
+        )
+        raise
+    finally:
+        bar.close()
+    if accelerator.is_main_process:
+        state["wall_time_s"] = prior_wall + time.perf_counter() - session_start
+        _finalize(
+            config, run_dir, detector, data, state, precision, (trainable, total), accelerator, progress
+        )
+
+
+class _Meter:
+    """Mean training loss and images/s since the last report."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._reset()
+
+    def _reset(self) -> None:
+        # The loss sum stays on the device: reading it back is a sync point, paid only per report.
+        self.loss = torch.zeros((), device=self.device)
+        self.steps = self.images = 0
+        self.start = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, images: int) -> None:
+        """Count one micro-batch."""
+        self.loss += loss
+        self.images += images
+
+    def step(self) -> None:
+        """Count one optimizer step."""
+        self.steps += 1
+
+    def report(self) -> tuple[float, float]:
+        """(mean loss per step, images per second), then start a new interval."""
+        mean, rate = self.loss.item() / max(self.steps, 1), self.images / (time.perf_counter() - self.start)
+        self._reset()
+        return mean, rate
+
+
+def _load_data(
+    config: TrainConfig, detector: Detector, accelerator: Accelerator, precision: str, progress: bool
+) -> _Data:
+    """Read the train and val rows (only those) and build their loaders, on cached features when possible."""
+    opts = config.train
+    train_rows, val_rows = training_rows(read_training_manifest(config.data), config.data, opts.seed)
+    log.info(
+        "data: %d train rows (%d videos), %d val rows (%d videos) from %s",
+        len(train_rows),
+        train_rows["video_id"].nunique(),
+        len(val_rows),
+        val_rows["video_id"].nunique(),
+        config.data.manifest,
+    )
+    workers = default_workers() if opts.num_workers is None else opts.num_workers
+
+    # Decided by the detector's declared capability, never by its name. A detector that overrides
+    # training_step has a loss of its own, which training the head with BCE would silently replace.
+    on_features = opts.feature_cache and detector.supports_feature_cache
+    if on_features and type(detector).training_step is not Detector.training_step:
+        log.warning(
+            "%s overrides training_step: training on images, not on cached features", type(detector).__name__
+        )
+        on_features = False
+    cache = FeatureCache(opts.cache_dir) if on_features else None
+    if cache is not None:
+        # The main process extracts (or finds) the features; the others then read them from the cache.
+        with accelerator.main_process_first():
+            sets = [
+                _feature_dataset(cache, detector, rows, config.eval_batch_size, precision, workers, progress)
+                for rows in (train_rows, val_rows)
+            ]
+        collate, workers = None, 0  # in-memory tensors: loader processes would only add overhead
+    else:
+        sets = [FaceCropDataset(rows, detector.transform) for rows in (train_rows, val_rows)]
+        collate = Collate(detector.collate)
+    train_loader = make_loader(sets[0], opts.batch_size, collate, shuffle_seed=opts.seed, num_workers=workers)
+    val_loader = make_loader(sets[1], config.eval_batch_size, collate, num_workers=workers)
+    return _Data(train_rows, val_rows, train_loader, val_loader, on_features, cache)
+
+
+def _finalize(
+    config: TrainConfig,
+    run_dir: Path,
+    detector: Detector,
+    data: _Data,
+    state: dict[str, Any],
+    precision: str,
+    counts: tuple[int, int],
+    accelerator: Accelerator,
+    progress: bool,
+) -> None:
+    """Score val with the best weights, choose the threshold, write val_predictions.parquet and run.json."""
+    best = run_dir / BEST_DIR / WEIGHTS_FILE
+    apply_weights(detector, load_weights(best), best)
+    # The function `crossfake evaluate` uses, with the same batches: a loaded run reproduces these scores.
+    preds = predict_manifest(
+        detector,
+        data.val_rows,
+        config.eval_batch_size,
+        out=run_dir / VAL_PREDICTIONS_FILE,
+        cache=data.cache,
+        precision=precision,
+        num_workers=config.train.num_workers,
+        progress=progress,
+    )
+    labels, scores = preds["label"].to_numpy(), preds["score"].to_numpy()
+    val_eer = eer(labels, scores)
+    trainable, total = counts
+    write_run_record(
+        run_dir,
+        provenance(
+            {
+                "method": config.method.method,
+                "config": config.to_dict(),
+                "manifest": str(config.data.manifest),
+                "manifest_sha256": file_sha256(config.data.manifest),
+                "data": {
+                    name: _describe_rows(rows)
+                    for name, rows in (("train", data.train_rows), ("val", data.val_rows))
+                },
+                "parameters": {
+                    "trainable": trainable,
+                    "total": total,
+                    "trainable_percent": 100 * trainable / total,
+                },
+                "lr": config.lr,
+                "precision": precision,
+                "device": str(accelerator.device),
+                "num_processes": accelerator.num_processes,
+                "feature_cache": str(data.cache.root) if data.cache is not None else None,
+                "steps": state["step"],
+                "best_step": state["best_step"],
+                "best_val_auc": state["best_val_auc"],
+                "val_metrics": {"auc": roc_auc(labels, scores), "eer": val_eer.eer},
+                "threshold": val_eer.threshold,
+                "threshold_rule": THRESHOLD_RULE,
+                "history": state["history"],
+                "wall_time_s": round(state["wall_time_s"], 3),
+            }
+        ),
+    )
+    log.info(
+        "finished: best val AUC %.4f at step %d, threshold %.4f; %s",
+        state["best_val_auc"],
+        state["best_step"],
+        val_eer.threshold,
+        run_dir,
+    )
+
+
+def _describe_rows(rows: pd.DataFrame) -> dict[str, Any]:
+    by_method = rows["method"].value_counts().sort_index()
+    return {
+        "rows": len(rows),
+        "videos": int(rows["video_id"].nunique()),
+        "rows_by_method": {str(k): int(v) for k, v in by_method.items()},
+    }
+
+
+def _feature_dataset(
+    cache: FeatureCache,
+    detector: Detector,
+    rows: pd.DataFrame,
+    batch_size: int,
+    precision: str,
+    workers: int,
+    progress: bool,
+) -> TensorDataset:
+    features = cache.get(
+        detector, rows, batch_size=batch_size, precision=precision, num_workers=workers, progress=progress
+    )
+    labels = torch.from_numpy(rows["label"].to_numpy(np.float32))
+    return TensorDataset(torch.from_numpy(np.array(features)), labels, torch.arange(len(rows)))
+
+
+@torch.no_grad()
+def _val_logits(
+    detector: Detector,
+    loader: DataLoader,
+    on_features: bool,
+    accelerator: Accelerator,
+    precision: str,
+    n: int,
+) -> np.ndarray:
+    """Validation logits in row order; each process scores its shard and the results are gathered."""
+    detector.eval()
+    logits = np.full(n, np.nan, dtype=np.float32)
+    for inputs, _, rows in loader:
+        with autocast(accelerator.device, precision):
+            out = detector.head(inputs) if on_features else detector.predict(inputs)
+        out, rows = accelerator.gather_for_metrics((out.float(), rows))
+        logits[rows.cpu().numpy()] = out.cpu().numpy()
+    detector.train()
+    return logits
+
+
+def _prepare_run_dir(config: TrainConfig, is_main: bool) -> Path:
+    """Check that ``config.out`` is new or holds this same run, and write the resolved ``config.yaml``."""
+    if config.out is None:
+        raise CrossfakeError("no run directory: set `out:` in the config or pass --out")
+    run_dir = config.out
+    resolved = config.model_copy(update={"train": config.train.model_copy(update={"lr": config.lr})})
+    saved = run_dir / CONFIG_FILE
+    if saved.is_file():
+        changed = resolved.differences(TrainConfig.from_yaml(saved, check_paths=False))
+        if changed:
+            raise CrossfakeError(
+                f"{run_dir} holds a run with a different config (changed: {', '.join(changed)}); "
+                "choose another --out, or delete the folder to start over"
+            )
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise CrossfakeError(f"{run_dir} exists and is not a crossfake run directory; choose another --out")
+    if is_main:
+        write_text_atomic(saved, resolved.to_yaml())
+    return run_dir
+
+
+@contextlib.contextmanager
+def _logging(path: Path, is_main: bool) -> Iterator[None]:
+    """The main process appends crossfake's log to ``train.log``; the others log warnings only."""
+    logger = logging.getLogger(LOGGER_NAME)
+    level = logger.level
+    handler = None
+    if not is_main:
+        logger.setLevel(logging.WARNING)
+    else:
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        if level == logging.NOTSET or level > logging.INFO:  # library use, without setup_logging
+            logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            logger.removeHandler(handler)
+            handler.close()
+        logger.setLevel(level)
