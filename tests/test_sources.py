@@ -104,3 +104,10 @@ def test_official_split_conflict(ffpp_tree: Path):
     (ffpp_tree / "test.json").write_text(json.dumps([train[0]]))
     with pytest.raises(CrossfakeError, match="listed in both train.json and test.json"):
         get_source("ffpp", ffpp_tree).records()
+
+
+def test_hidden_partial_files_are_not_videos(ffpp_tree: Path):
+    videos = ffpp_tree / "original_sequences/youtube/c23/videos"
+    (videos / ".000.mp4.abc.tmp.mp4").touch()
+    names = {r.name for r in get_source("ffpp", ffpp_tree).records() if r.method == "real"}
+    assert ".000.mp4.abc" not in names and len(names) == 40

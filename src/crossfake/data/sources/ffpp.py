@@ -201,4 +201,8 @@ class FaceForensics:
 def _videos(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+    # Hidden files are skipped: e.g. a half-written ".000.mp4.tmp.mp4" left by an interrupted writer.
+    return sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in VIDEO_SUFFIXES
+    )

@@ -87,7 +87,8 @@ class MediaFolder:
         for method, label, folder in self._groups():
             # The loose-fakes folder must not swallow the per-method folders below it.
             files = folder.glob("*") if method == "fake" else folder.rglob("*")
-            for path in sorted(p for p in files if p.is_file() and p.suffix.lower() in _MEDIA):
+            media = (p for p in files if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in _MEDIA)
+            for path in sorted(media):
                 rel = path.relative_to(folder)
                 name = rel.with_suffix("").as_posix()
                 default_person = rel.parts[0] if len(rel.parts) > 1 else name
