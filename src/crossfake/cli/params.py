@@ -69,12 +69,11 @@ def _show(value: Any) -> str:
 def parameter_report(detector: Detector) -> dict[str, Any]:
     """Counts of a built detector: trainable parts, trainable, frozen, total and trainable percent.
 
-    Parts come from the detector's ``parameter_breakdown()`` when it has one, else from its top-level
-    modules holding trainable parameters; any difference from the trainable total is listed, never hidden.
+    Parts come from the detector's ``parameter_breakdown()``; any difference from the trainable total is
+    listed, never hidden.
     """
     trainable, total = detector.parameter_counts()
-    breakdown = getattr(detector, "parameter_breakdown", None)
-    parts = dict(breakdown()) if breakdown else _trainable_by_module(detector)
+    parts = dict(detector.parameter_breakdown())
     rest = trainable - sum(parts.values())
     if rest:
         parts["other trainable"] = rest
@@ -89,15 +88,6 @@ def parameter_report(detector: Detector) -> dict[str, Any]:
         "total": total,
         "percent": _percent(trainable, total),
     }
-
-
-def _trainable_by_module(detector: Detector) -> dict[str, int]:
-    parts: dict[str, int] = {}
-    for name, p in detector.named_parameters():
-        if p.requires_grad:
-            top = name.split(".", 1)[0]
-            parts[top] = parts.get(top, 0) + p.numel()
-    return parts
 
 
 def _percent(n: int, total: int) -> float:

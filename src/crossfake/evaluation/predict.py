@@ -10,6 +10,13 @@ With ``out``, the rows go to Parquet part files of ``part_rows`` rows under a hi
 therefore resumes at its first missing part, and ``out`` either does not exist or is complete. The parts
 are tied to the model and the rows by a fingerprint, so changed weights or rows start afresh.
 
+Scoring goes through ``detector.predict_details(inputs) -> (logits, {column: values per row})``; extra
+columns (a VLM's verdict and explanation) follow ``logit`` in the output. A detector that sets
+``journal_predictions`` (answers take seconds each) also has its part in progress journalled: each finished batch's rows (every column)
+are appended to ``<part>.jsonl`` in the parts folder, flushed and fsynced, and a restart skips the rows
+already journalled; a complete journal is converted to the part's Parquet file and deleted. (Plain
+detectors resume per part: at milliseconds per image, a per-batch fsync would cost more than it saves.)
+
 Output columns: ``sample_id, video_id, dataset, method, label`` (copied from the manifest), ``logit``
 (the detector's output, float32) and ``score`` = sigmoid(logit) = p(fake), computed in float64 so that
 scores only tie when logits tie.
@@ -19,8 +26,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +100,7 @@ def predict_manifest(
     Returns:
         The predictions, one row per manifest row, in the manifest's order.
     """
-    device = next(detector.parameters()).device
+    device = _device(detector)
     precision = resolve_precision(precision, device)
     rows = manifest_df.reset_index(drop=True)
     features = None
@@ -109,7 +117,7 @@ def predict_manifest(
 
     def batches(start: int, stop: int) -> Iterator[pa.Table]:
         part = rows.iloc[start:stop]
-        for first, logits in _score(
+        for first, logits, details in _score(
             detector,
             part,
             None if features is None else features[start:stop],
@@ -118,7 +126,7 @@ def predict_manifest(
             precision,
             num_workers,
         ):
-            yield _table(part.iloc[first : first + len(logits)], logits)
+            yield _table(part.iloc[first : first + len(logits)], logits, details)
 
     if out is None:
         with tqdm(total=len(rows), desc="scoring", unit="img", disable=not progress) as bar:
@@ -126,9 +134,12 @@ def predict_manifest(
             for table in batches(0, len(rows)):
                 tables.append(table)
                 bar.update(table.num_rows)
-        return pa.concat_tables(tables).to_pandas() if tables else SCHEMA.empty_table().to_pandas()
+        if not tables:
+            return SCHEMA.empty_table().to_pandas()
+        return pa.concat_tables(tables, promote_options="permissive").to_pandas()
 
     out = Path(out)
+    journalled = detector.journal_predictions
     parts = out.parent / f".{out.name}.parts"
     fingerprint = _fingerprint(detector, rows, precision, part_rows)
     if _read_fingerprint(parts) != fingerprint:
@@ -141,17 +152,33 @@ def predict_manifest(
             if path.is_file():  # scored by an earlier, interrupted call
                 bar.update(stop - start)
                 continue
+            if journalled:
+                journal = path.with_suffix(".jsonl")
+                done = _valid_journal_rows(journal, rows["sample_id"].iloc[start:stop].astype(str).tolist())
+                bar.update(done)
+                _append_to_journal(journal, batches(start + done, stop), bar)
+                _write_tables(path, lambda journal=journal: _journal_tables(journal, batch_size))
+                journal.unlink()
+                continue
             with atomic_path(path) as tmp, pq.ParquetWriter(tmp, SCHEMA) as writer:
                 for table in batches(start, stop):
                     writer.write_table(table)
                     bar.update(table.num_rows)
-    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, SCHEMA) as writer:
-        for path in sorted(parts.glob("[0-9]*.parquet")):
+    paths = sorted(parts.glob("[0-9]*.parquet"))
+    schema = _unified([pq.read_schema(path) for path in paths])
+    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for path in paths:
             for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
-                writer.write_table(pa.Table.from_batches([batch], SCHEMA))
+                writer.write_table(pa.Table.from_batches([batch]).cast(schema))
     shutil.rmtree(parts)
     log.info("wrote %d predictions to %s", len(rows), out)
     return pd.read_parquet(out)
+
+
+def _device(detector: Detector) -> torch.device:
+    # A detector whose model runs elsewhere (a VLM behind an HTTP server) has no parameters: the CPU.
+    param = next(detector.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
 
 
 def _score(
@@ -162,14 +189,14 @@ def _score(
     device: torch.device,
     precision: str,
     num_workers: int | None,
-) -> Iterator[tuple[int, np.ndarray]]:
-    """(position of the batch's first row in ``rows``, its logits) per batch, in row order."""
+) -> Iterator[tuple[int, np.ndarray, dict[str, list]]]:
+    """(position of the batch's first row in ``rows``, its logits, its detail columns) per batch, in order."""
     if features is not None:
         for first in range(0, len(rows), batch_size):
             chunk = torch.from_numpy(np.array(features[first : first + batch_size])).to(device)
             with torch.no_grad(), autocast(device, precision):
                 logits = detector.head(chunk)
-            yield first, logits.float().cpu().numpy()
+            yield first, logits.float().cpu().numpy(), {}
         return
     loader = make_loader(
         FaceCropDataset(rows, detector.transform),
@@ -179,15 +206,95 @@ def _score(
     )
     for inputs, _, idx in loader:
         with autocast(device, precision):
-            logits = detector.predict(send_to_device(inputs, device))
-        yield int(idx[0]), logits.float().cpu().numpy()
+            inputs = send_to_device(inputs, device)
+            logits, details = detector.predict_details(inputs)
+        yield int(idx[0]), logits.float().cpu().numpy(), details
 
 
-def _table(rows: pd.DataFrame, logits: np.ndarray) -> pa.Table:
+def _table(rows: pd.DataFrame, logits: np.ndarray, details: dict[str, list] | None = None) -> pa.Table:
     columns = {c: rows[c].to_numpy() for c in ID_COLUMNS}
     columns["score"] = sigmoid(logits)
     columns["logit"] = logits.astype(np.float32)
-    return pa.Table.from_pydict(columns, schema=SCHEMA)
+    table = pa.Table.from_pydict(columns, schema=SCHEMA)
+    for name, values in (details or {}).items():
+        if name in SCHEMA.names:
+            raise ValueError(f"predict_details column {name!r} would replace a prediction column")
+        table = table.append_column(name, pa.array(values))
+    return table
+
+
+def _unified(schemas: list[pa.Schema]) -> pa.Schema:
+    """One schema for tables whose detail columns may differ in type: a batch where a column was all
+    null has the null type, which the other batches' type replaces."""
+    return pa.unify_schemas(schemas, promote_options="permissive") if schemas else SCHEMA
+
+
+def _write_tables(path: Path, tables: Callable[[], Iterable[pa.Table]]) -> None:
+    """Write the tables ``tables()`` yields to one Parquet file, atomically, in one unified schema.
+
+    ``tables`` is called twice (schemas, then data), so only one table is ever held in memory.
+    """
+    schema = _unified([t.schema for t in tables()])
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for table in tables():
+            writer.write_table(table.cast(schema))
+
+
+def _valid_journal_rows(journal: Path, expected_ids: list[str]) -> int:
+    """How many rows of a part ``journal`` holds, cut back to its valid prefix.
+
+    A journal line counts if it is complete JSON for the next expected sample id; anything after the first
+    line that is not (a line torn by a crash, rows of other data) is truncated away before appending.
+    """
+    if not journal.is_file():
+        return 0
+    good = size = 0
+    with journal.open("rb") as f:
+        for line in f:
+            if good == len(expected_ids) or not line.endswith(b"\n"):
+                break
+            try:
+                row = json.loads(line)
+            except ValueError:
+                break
+            if not isinstance(row, dict) or row.get("sample_id") != expected_ids[good]:
+                break
+            good, size = good + 1, size + len(line)
+    with journal.open("r+b") as f:
+        f.truncate(size)
+    if good:
+        log.info("resuming %s: %d rows already scored", journal, good)
+    return good
+
+
+def _append_to_journal(journal: Path, tables: Iterable[pa.Table], bar: tqdm) -> None:
+    """Append each table's rows to ``journal`` as JSON lines, durable (flush + fsync) once per table."""
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    with journal.open("a", encoding="utf-8") as f:
+        for table in tables:
+            f.write("".join(json.dumps(row) + "\n" for row in table.to_pylist()))
+            f.flush()
+            os.fsync(f.fileno())
+            bar.update(table.num_rows)
+
+
+def _journal_tables(journal: Path, batch_size: int) -> Iterator[pa.Table]:
+    """The journal's rows as tables of at most ``batch_size`` rows, with the prediction columns' types."""
+
+    def table(chunk: list[dict]) -> pa.Table:
+        columns = {f.name: pa.array([r[f.name] for r in chunk], f.type) for f in SCHEMA}
+        extra = [name for name in chunk[0] if name not in SCHEMA.names]
+        return pa.table({**columns, **{name: pa.array([r.get(name) for r in chunk]) for name in extra}})
+
+    chunk: list[dict] = []
+    with journal.open(encoding="utf-8") as f:
+        for line in f:
+            chunk.append(json.loads(line))
+            if len(chunk) == batch_size:
+                yield table(chunk)
+                chunk = []
+    if chunk:
+        yield table(chunk)
 
 
 def _fingerprint(detector: Detector, rows: pd.DataFrame, precision: str, part_rows: int) -> str:

@@ -9,6 +9,8 @@ from crossfake.methods import linear_probe as _linear_probe  # noqa: F401
 from crossfake.methods import lora as _lora  # noqa: F401
 from crossfake.methods import reprogramming as _reprogramming  # noqa: F401
 from crossfake.methods import visual_prompt as _visual_prompt  # noqa: F401
+from crossfake.methods import vlm_qlora as _vlm_qlora  # noqa: F401
+from crossfake.methods import vlm_zero_shot as _vlm_zero_shot  # noqa: F401
 from crossfake.methods.base import Detector, MethodConfig
 from crossfake.methods.registry import create_detector, list_methods, method_class, method_config
 

@@ -5,7 +5,8 @@ evaluator only ever use this interface, so they never ask which method they are 
 
 - ``transform(image)`` turns one RGB crop (a PIL image) into what ``collate`` batches;
 - ``training_step(batch)`` returns ``{"loss": …, "logits": …}`` (default: binary cross-entropy);
-- ``predict(batch)`` returns logits for scoring;
+- ``predict(batch)`` returns logits for scoring; ``predict_details(batch)`` also returns extra
+  per-image columns for the predictions table (a VLM's verdict and explanation);
 - ``trainable_state_dict()`` / ``load_trainable_state_dict()`` save and restore only what was trained.
 
 A method whose trainable part sits on top of a frozen feature extractor sets ``supports_feature_cache``
@@ -39,6 +40,9 @@ class Detector(nn.Module):
 
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
     supports_feature_cache: ClassVar[bool] = False
+    #: Scoring takes seconds per image (a VLM answering): journal every finished batch so an interrupted
+    #: scoring run never asks the same image twice (see :mod:`crossfake.evaluation.predict`).
+    journal_predictions: ClassVar[bool] = False
 
     def __init__(self, config: MethodConfig) -> None:
         super().__init__()
@@ -82,6 +86,10 @@ class Detector(nn.Module):
     def predict(self, inputs: Any) -> torch.Tensor:
         return self(inputs)
 
+    def predict_details(self, inputs: Any) -> tuple[torch.Tensor, dict[str, list]]:
+        """Logits plus extra columns for the predictions table, one value per image (default: none)."""
+        return self.predict(inputs), {}
+
     # -- parameters and checkpoints ---------------------------------------------------------------
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -92,6 +100,15 @@ class Detector(nn.Module):
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         total = sum(p.numel() for p in self.parameters())
         return trainable, total
+
+    def parameter_breakdown(self) -> dict[str, int]:
+        """Trainable parameters per named part (default: per top-level module), for ``crossfake params``."""
+        parts: dict[str, int] = {}
+        for name, p in self.named_parameters():
+            if p.requires_grad:
+                part = name.split(".", 1)[0]
+                parts[part] = parts.get(part, 0) + p.numel()
+        return parts
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         names = {n for n, p in self.named_parameters() if p.requires_grad}

@@ -13,6 +13,9 @@ The rules that make results trustworthy:
 - the decision threshold is chosen on validation predictions: the EER threshold, where the false
   positive and false negative rates cross, which balances the two kinds of error whatever the class
   ratio (report 1's tests are 1 real : 10 fake, where a 0.5 threshold or F1 reward calling everything fake);
+- a detector with no trainable parameters (a prompted VLM) is not optimised at all: its run is the
+  scoring of the validation rows and the threshold chosen on them, with an empty ``best/`` weights file,
+  so ``crossfake evaluate`` treats it like any other run;
 - everything random is seeded, and shuffling is a pure function of (seed, epoch), so an interrupted run
   resumed from ``last/`` ends with the same weights as an uninterrupted one.
 
@@ -160,22 +163,22 @@ def _train(
     set_seed(opts.seed)
     detector = create_detector(config.method).to(device)
     trainable, total = detector.parameter_counts()
-    if trainable == 0:
-        raise CrossfakeError(
-            f"method {config.method.method!r} has no trainable parameters; use `crossfake evaluate`"
-        )
     log.info(
         "method %s: %s trainable of %s parameters (%.4f%%); lr %g, %s, %s x%d",
         config.method.method,
         f"{trainable:,}",
         f"{total:,}",
-        100 * trainable / total,
+        _percent(trainable, total),
         config.lr,
         precision,
         device,
         accelerator.num_processes,
     )
     data = _load_data(config, detector, accelerator, precision, progress)
+    if not detector.trainable_parameters():
+        _score_only(config, run_dir, detector, data, precision, (trainable, total), accelerator, progress,
+                    session_start)
+        return
 
     optimizer = torch.optim.AdamW(
         detector.trainable_parameters(), lr=config.lr, weight_decay=opts.weight_decay
@@ -309,6 +312,38 @@ def _train(
         )
 
 
+def _percent(part: int, whole: int) -> float:
+    # A detector whose model runs on a server has no local parameters at all.
+    return 100 * part / whole if whole else 0.0
+
+
+def _score_only(
+    config: TrainConfig,
+    run_dir: Path,
+    detector: Detector,
+    data: _Data,
+    precision: str,
+    counts: tuple[int, int],
+    accelerator: Accelerator,
+    progress: bool,
+    session_start: float,
+) -> None:
+    """Finish a run with nothing to optimise: save the (empty) weights, then score val and choose the threshold.
+
+    The empty ``best/`` file keeps the run directory the same shape for ``load_run``; no ``last/`` is
+    written because there is no optimizer state to resume. An interrupted validation scoring resumes
+    through :func:`predict_manifest`'s own part files.
+    """
+    log.info("nothing to train: scoring the validation rows and choosing the threshold on them")
+    if not accelerator.is_main_process:
+        return
+    save_weights(run_dir / BEST_DIR / WEIGHTS_FILE, detector, step=0)
+    # Validation AUC and step 0 stand in for the "best checkpoint", as there is only one model.
+    state = {"step": 0, "best_val_auc": None, "best_step": 0, "history": [],
+             "wall_time_s": time.perf_counter() - session_start}
+    _finalize(config, run_dir, detector, data, state, precision, counts, accelerator, progress)
+
+
 class _Meter:
     """Mean training loss and images/s since the last report."""
 
@@ -406,6 +441,9 @@ def _finalize(
     )
     labels, scores = preds["label"].to_numpy(), preds["score"].to_numpy()
     val_eer = eer(labels, scores)
+    val_auc = roc_auc(labels, scores)
+    if state["best_val_auc"] is None:  # nothing was trained: the one model's validation AUC
+        state["best_val_auc"] = val_auc
     trainable, total = counts
     write_run_record(
         run_dir,
@@ -422,7 +460,7 @@ def _finalize(
                 "parameters": {
                     "trainable": trainable,
                     "total": total,
-                    "trainable_percent": 100 * trainable / total,
+                    "trainable_percent": _percent(trainable, total),
                 },
                 "lr": config.lr,
                 "precision": precision,
@@ -432,7 +470,7 @@ def _finalize(
                 "steps": state["step"],
                 "best_step": state["best_step"],
                 "best_val_auc": state["best_val_auc"],
-                "val_metrics": {"auc": roc_auc(labels, scores), "eer": val_eer.eer},
+                "val_metrics": {"auc": val_auc, "eer": val_eer.eer},
                 "threshold": val_eer.threshold,
                 "threshold_rule": THRESHOLD_RULE,
                 "history": state["history"],

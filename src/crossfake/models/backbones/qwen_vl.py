@@ -95,8 +95,8 @@ class QwenVLBundle:
 
 def _bnb_config(compute_dtype: torch.dtype):
     try:
-        from transformers import BitsAndBytesConfig
         import bitsandbytes  # noqa: F401
+        from transformers import BitsAndBytesConfig
     except ImportError as e:
         raise CrossfakeError(
             "4-bit loading needs bitsandbytes: pip install 'crossfake[vlm]'"
@@ -146,6 +146,7 @@ def build_qwen_vl(
         kwargs["quantization_config"] = _bnb_config(dtype)
     try:
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(name, **kwargs)
+        _keep_cpu_4bit_format(model)
         processor = AutoProcessor.from_pretrained(name, cache_dir=cache_dir)
     except OSError as e:
         hint = (
@@ -158,10 +159,29 @@ def build_qwen_vl(
     return QwenVLBundle(model.eval(), processor, spec, "local-dir" if local else "hub")
 
 
+def _keep_cpu_4bit_format(model: torch.nn.Module) -> None:
+    """Stop bitsandbytes from repacking 4-bit weights for its AVX512-bf16 CPU inference kernel.
+
+    bitsandbytes 0.50 repacks a ``Linear4bit`` weight in place the first time it runs under ``no_grad`` in
+    eval mode on such a CPU; the repacking needs ``in_features`` divisible by the 64-element quantization
+    block (the 7B's vision ``down_proj`` has 3420, the tiny model's vision tower 32) and fails otherwise.
+    Keeping the generic 4-bit kernel also keeps one weight format for training and scoring. No effect on GPUs.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
+
 def tiny_processor():
     """The stock Qwen2.5-VL processor around an offline-trained tiny tokenizer (small images: 28-56 px)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import Qwen2_5_VLProcessor, Qwen2TokenizerFast, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+    from transformers import (
+        Qwen2_5_VLProcessor,
+        Qwen2TokenizerFast,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -200,6 +220,7 @@ def _tiny_qwen_vl(quantize: str | None, dtype: torch.dtype) -> QwenVLBundle:
             model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
                 d, quantization_config=_bnb_config(dtype), dtype=dtype
             )
+        _keep_cpu_4bit_format(model)
     else:
         model = model.to(dtype)
     return QwenVLBundle(model.eval(), processor, TINY, "tiny")
