@@ -145,11 +145,8 @@ def run(args: argparse.Namespace) -> int:
         options["compression"] = args.compression
     if args.methods:
         options["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
-    try:
-        source = get_source(args.source, args.root, **options)
-    except TypeError as e:  # an option this adapter does not take, e.g. --compression for a folder
-        raise CrossfakeError(f"--source {args.source} does not accept that option: {e}") from None
-    records = source.records()
+    # An option the adapter does not take (--compression for a folder) is a CrossfakeError from the registry.
+    records = get_source(args.source, args.root, **options).records()
     if args.limit is not None:
         records = first_per_method(records, args.limit)
     summary = prepare(records, args.out, config, overwrite=args.overwrite, retry_failed=args.retry_failed)

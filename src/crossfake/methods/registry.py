@@ -9,8 +9,9 @@ from pydantic import ValidationError
 
 from crossfake.methods.base import Detector, MethodConfig
 from crossfake.utils.errors import CrossfakeError
+from crossfake.utils.registry import Registry
 
-_METHODS: dict[str, type[Detector]] = {}
+METHODS: Registry[type[Detector]] = Registry("method")
 
 
 def register_method(name: str) -> Callable[[type[Detector]], type[Detector]]:
@@ -18,23 +19,15 @@ def register_method(name: str) -> Callable[[type[Detector]], type[Detector]]:
     if name != name.lower() or not name.replace("_", "").isalnum():
         raise ValueError(f"method names are lower-case identifiers, got {name!r}")
 
-    def deco(cls: type[Detector]) -> type[Detector]:
-        if name in _METHODS:
-            raise ValueError(f"method {name!r} registered twice ({_METHODS[name].__name__}, {cls.__name__})")
-        _METHODS[name] = cls
-        return cls
-
-    return deco
+    return METHODS.register(name)
 
 
 def list_methods() -> list[str]:
-    return sorted(_METHODS)
+    return METHODS.names()
 
 
 def method_class(name: str) -> type[Detector]:
-    if name not in _METHODS:
-        raise CrossfakeError(f"unknown method {name!r}; available: {', '.join(list_methods())}")
-    return _METHODS[name]
+    return METHODS.get(name)
 
 
 def method_config(name: str, **options: Any) -> MethodConfig:

@@ -23,7 +23,6 @@ Built in:
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import cv2
 import numpy as np
 
 from crossfake.utils.errors import CrossfakeError
+from crossfake.utils.registry import Registry
 
 YUNET_URL = (
     "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/"
@@ -69,24 +69,13 @@ class FaceDetector(Protocol):
     def __call__(self, rgb: np.ndarray) -> list[Face]: ...
 
 
-_DETECTORS: dict[str, Callable[..., FaceDetector]] = {}
-
-
-def register_face_detector(name: str) -> Callable[[type], type]:
-    """Class decorator that makes a detector available to :func:`create_face_detector` under ``name``."""
-
-    def deco(cls: type) -> type:
-        if name in _DETECTORS:
-            raise ValueError(f"detector {name!r} registered twice")
-        _DETECTORS[name] = cls
-        return cls
-
-    return deco
+FACE_DETECTORS: Registry[Callable[..., FaceDetector]] = Registry("face detector")
+register_face_detector = FACE_DETECTORS.register
 
 
 def list_face_detectors() -> list[str]:
     """Names accepted by :func:`create_face_detector`."""
-    return sorted(_DETECTORS)
+    return FACE_DETECTORS.names()
 
 
 def create_face_detector(name: str, **options: Any) -> FaceDetector:
@@ -95,14 +84,7 @@ def create_face_detector(name: str, **options: Any) -> FaceDetector:
     Raises:
         CrossfakeError: unknown name, unknown option, or missing weights.
     """
-    if name not in _DETECTORS:
-        raise CrossfakeError(f"unknown face detector {name!r}; available: {', '.join(list_face_detectors())}")
-    factory = _DETECTORS[name]
-    try:
-        inspect.signature(factory).bind(**options)
-    except TypeError as e:  # an option this detector does not take
-        raise CrossfakeError(f"face detector {name!r}: {e}") from None
-    return factory(**options)
+    return FACE_DETECTORS.build(name, **options)
 
 
 def _downscale(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:

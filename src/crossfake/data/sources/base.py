@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from crossfake.utils.errors import CrossfakeError
+from crossfake.utils.registry import Registry
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
@@ -60,34 +61,30 @@ class Source(Protocol):
     def records(self) -> list[VideoRecord]: ...
 
 
-_SOURCES: dict[str, Callable[..., Source]] = {}
+SOURCES: Registry[type] = Registry("data source")
 
 
 def register_source(name: str) -> Callable[[type], type]:
     """Class decorator that makes an adapter available to :func:`get_source` under ``name``."""
 
     def deco(cls: type) -> type:
-        if name in _SOURCES:
-            raise ValueError(f"source {name!r} registered twice")
         cls.name = name
-        _SOURCES[name] = cls
-        return cls
+        return SOURCES.register(name)(cls)
 
     return deco
 
 
 def list_sources() -> list[str]:
-    return sorted(_SOURCES)
+    return SOURCES.names()
 
 
 def get_source(name: str, root: str | Path, **options) -> Source:
     """Build the adapter ``name`` over ``root``; options are adapter-specific (e.g. ``compression``)."""
-    if name not in _SOURCES:
-        raise CrossfakeError(f"unknown data source {name!r}; available: {', '.join(list_sources())}")
+    SOURCES.get(name)  # an unknown name is reported before the path
     root = Path(root).expanduser()
     if not root.is_dir():
         raise CrossfakeError(f"dataset root {root} does not exist or is not a folder")
-    return _SOURCES[name](root, **options)
+    return SOURCES.build(name, root, **options)
 
 
 def listing(folder: Path, limit: int = 12) -> str:

@@ -12,27 +12,16 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.logging import get_logger
+from crossfake.utils.registry import Registry
 from crossfake.vlm.backends.base import VLMBackend, VLMResult
 
 log = get_logger("vlm.backends")
 
-_BACKENDS: dict[str, Callable[..., VLMBackend]] = {}
+BACKENDS: Registry[Callable[..., VLMBackend]] = Registry("VLM backend")
+register_backend = BACKENDS.register
 _MODULES = ("local", "http")
 _import_errors: dict[str, str] = {}
-
-
-def register_backend(name: str) -> Callable[[type], type]:
-    """Class decorator registering a backend class under ``name``."""
-
-    def deco(cls: type) -> type:
-        if name in _BACKENDS and _BACKENDS[name] is not cls:
-            raise ValueError(f"VLM backend {name!r} registered twice")
-        _BACKENDS[name] = cls
-        return cls
-
-    return deco
 
 
 def _load_modules() -> None:
@@ -49,7 +38,7 @@ def _load_modules() -> None:
 
 def list_backends() -> list[str]:
     _load_modules()
-    return sorted(_BACKENDS)
+    return BACKENDS.names()
 
 
 def create_backend(kind: str, **options: Any) -> VLMBackend:
@@ -59,13 +48,8 @@ def create_backend(kind: str, **options: Any) -> VLMBackend:
         CrossfakeError: unknown ``kind``, or options its constructor does not accept.
     """
     _load_modules()
-    if kind not in _BACKENDS:
-        why = f" (its module failed to import: {_import_errors[kind]})" if kind in _import_errors else ""
-        raise CrossfakeError(f"unknown VLM backend {kind!r}{why}; available: {', '.join(sorted(_BACKENDS))}")
-    try:
-        return _BACKENDS[kind](**options)
-    except TypeError as e:
-        raise CrossfakeError(f"invalid options for VLM backend {kind!r}: {e}") from None
+    BACKENDS.get(kind, f" (its module failed to import: {_import_errors[kind]})" if kind in _import_errors else "")
+    return BACKENDS.build(kind, **options)
 
 
 __all__ = ["VLMBackend", "VLMResult", "create_backend", "list_backends", "register_backend"]
