@@ -32,7 +32,7 @@ Random weights never emit the end-of-answer token at a realistic point, so gener
 swapped for a ``bnb.nn.Linear4bit`` after the bf16 model is built on the GPU (what transformers' loader does
 with random weights instead of a checkpoint).
 
-Run:  python benchmarks/bench_vlm.py [--models tiny,7b] [--images 16] [--batch-sizes 1,8]
+Run:  python benchmarks/bench_vlm.py [--models tiny,7b] [--images 32] [--batch-sizes 1,8]
                                     [--max-new-tokens 64] [--device cpu|cuda] [--quantize nf4]
                                     [--processor local-dir:PATH] [--prompt forensic_xml_v1] [--threads N]
 """
@@ -40,13 +40,15 @@ Run:  python benchmarks/bench_vlm.py [--models tiny,7b] [--images 16] [--batch-s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import logging
 import os
 import platform
+import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -82,7 +84,9 @@ def face_crops(n: int, size: int = 256, seed: int = 0) -> list[Image.Image]:
         skin = (int(rng.integers(150, 230)), int(rng.integers(110, 180)), int(rng.integers(90, 150)))
         cv2.ellipse(img, (cx, cy), (size // 3, int(size * 0.42)), 0, 0, 360, skin, -1, cv2.LINE_AA)
         for dx in (-size // 7, size // 7):
-            cv2.ellipse(img, (cx + dx, cy - size // 10), (size // 18, size // 30), 0, 0, 360, (40, 30, 30), -1)
+            cv2.ellipse(
+                img, (cx + dx, cy - size // 10), (size // 18, size // 30), 0, 0, 360, (40, 30, 30), -1
+            )
         cv2.ellipse(img, (cx, cy + size // 5), (size // 8, size // 30), 0, 0, 360, (150, 60, 70), -1)
         img = cv2.add(img, rng.integers(0, 8, img.shape, dtype=np.uint8))
         out.append(Image.fromarray(img))
@@ -118,7 +122,26 @@ def to_nf4(model: torch.nn.Module, compute_dtype: torch.dtype) -> torch.nn.Modul
     return model
 
 
+@contextlib.contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """Silence file descriptor 1 (the ``tokenizers`` trainer behind the tiny tokenizer prints blank lines)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def build_tiny(device: torch.device, dtype: torch.dtype, quantize: str | None) -> QwenVLBundle:
+    with quiet_stdout():
+        return _build_tiny(device, dtype, quantize)
+
+
+def _build_tiny(device: torch.device, dtype: torch.dtype, quantize: str | None) -> QwenVLBundle:
     if quantize == "nf4" and device.type == "cuda":
         bundle = build_qwen_vl("tiny", dtype=dtype)
         bundle.model = to_nf4(bundle.model.to(device), dtype)
@@ -260,14 +283,16 @@ def main() -> None:
         default="tiny,7b",
         help="comma-separated, of tiny and 7b (default tiny,7b; 7b needs --device cuda and the processor)",
     )
-    parser.add_argument("--images", type=int, default=16, help="images per row (default 16)")
+    parser.add_argument("--images", type=int, default=32, help="images per row (default 32)")
     parser.add_argument(
         "--batch-sizes", type=positive_ints, default=[1, 8], help="comma-separated (default 1,8)"
     )
     parser.add_argument(
         "--max-new-tokens", type=int, default=64, help="tokens generated per explanation (default 64)"
     )
-    parser.add_argument("--prompt", default="forensic_xml_v1", help="prompt template (default forensic_xml_v1)")
+    parser.add_argument(
+        "--prompt", default="forensic_xml_v1", help="prompt template (default forensic_xml_v1)"
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default cpu")
     parser.add_argument(
         "--quantize", choices=("nf4",), help="run the model in 4-bit NF4 through bitsandbytes (default: off)"
@@ -318,17 +343,22 @@ def main() -> None:
     for name in models:
         try:
             t0 = time.perf_counter()
-            bundle = build_tiny(device, dtype, args.quantize) if name == "tiny" else build_7b(
-                device, args.quantize, args.processor
+            bundle = (
+                build_tiny(device, dtype, args.quantize)
+                if name == "tiny"
+                else build_7b(device, args.quantize, args.processor)
             )
         except Skip as e:
             skipped[name] = str(e)
             print(f"{name}: skipped - {e}")
             continue
-        print(f"{name}: built with random weights in {time.perf_counter() - t0:.1f} s; {describe(bundle, images, prompt)}")
-        results += [(name, *row) for row in bench_model(
-            bundle, images, prompt, args.batch_sizes, args.max_new_tokens, device
-        )]
+        print(
+            f"{name}: built with random weights in {time.perf_counter() - t0:.1f} s; {describe(bundle, images, prompt)}"
+        )
+        results += [
+            (name, *row)
+            for row in bench_model(bundle, images, prompt, args.batch_sizes, args.max_new_tokens, device)
+        ]
         del bundle
         if device.type == "cuda":
             torch.cuda.empty_cache()
