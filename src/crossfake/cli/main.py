@@ -31,6 +31,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "params": ("crossfake.cli.params", "print a method's trainable and total parameters (no download)"),
     "train": ("crossfake.cli.train", "train a detector from a YAML config into a run directory"),
     "evaluate": ("crossfake.cli.evaluate", "score a split, manifest or folder with a trained run"),
+    "report": ("crossfake.cli.report", "rebuild an experiment's report (Markdown, HTML, figures) from its predictions"),
+    "compare": ("crossfake.cli.compare", "put several experiment runs side by side, per test set and method"),
+    "run": ("crossfake.cli.run", "run an experiment: prepare, split, train, test every method, report"),
+    "ablate": ("crossfake.cli.ablate", "the LoRA ablation grid (rank x alpha x dropout, train fraction)"),
+    "leakage": ("crossfake.cli.leakage", "identity-leakage study: frame-level random vs identity split"),
 }
 
 

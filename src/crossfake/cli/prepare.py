@@ -23,7 +23,7 @@ from pathlib import Path
 from crossfake.data.preprocess import PrepareConfig, list_face_detectors, prepare
 from crossfake.data.preprocess.run import NoFacePolicy, default_workers
 from crossfake.data.sources import get_source, list_sources
-from crossfake.data.sources.base import VideoRecord
+from crossfake.data.sources.base import first_per_method
 from crossfake.utils.errors import CrossfakeError
 
 _FIELDS = PrepareConfig.model_fields
@@ -122,18 +122,6 @@ def build_config(args: argparse.Namespace) -> PrepareConfig:
     if hasattr(args, "detector_weights"):
         values["detector_options"] = {**values["detector_options"], "weights": str(args.detector_weights)}
     return PrepareConfig(**values)
-
-
-def first_per_method(records: list[VideoRecord], limit: int) -> list[VideoRecord]:
-    """The first ``limit`` records of every (dataset, method), in the adapter's order."""
-    seen: dict[tuple[str, str], int] = {}
-    kept = []
-    for rec in records:
-        key = (rec.dataset, rec.method)
-        seen[key] = seen.get(key, 0) + 1
-        if seen[key] <= limit:
-            kept.append(rec)
-    return kept
 
 
 def run(args: argparse.Namespace) -> int:

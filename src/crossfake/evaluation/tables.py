@@ -1,20 +1,21 @@
-"""Readable tables of results: fixed-width text for a terminal, Markdown for reports. No dependencies.
+"""Readable tables of results: fixed-width text for a terminal, Markdown and HTML for reports.
 
-:func:`render` lays out any header and rows; :func:`format_results` turns the tidy results of
+:func:`render` lays out any header and rows; :func:`result_tables` turns the tidy results of
 :func:`crossfake.evaluation.aggregate.evaluate_predictions` into one table per level with a row per
-group. A report comparing models can add a ``model`` column to the tidy table and pass
-``row_keys=("model", "group")``.
+group, and :func:`format_results` renders them. A report comparing models can add a ``model`` column to
+the tidy table and pass ``row_keys=("model", "group")``.
 """
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import pandas as pd
 
-Format = Literal["text", "markdown"]
+Format = Literal["text", "markdown", "html"]
 
 LEVEL_TITLES: dict[str, str] = {
     "frame": "Frame level",
@@ -32,13 +33,16 @@ def render(
     Args:
         header: column titles.
         rows: cells as strings, one sequence per row.
-        fmt: ``"text"`` (columns padded to a fixed width, a rule under the header) or ``"markdown"``.
+        fmt: ``"text"`` (columns padded to a fixed width, a rule under the header), ``"markdown"`` or
+            ``"html"`` (a ``<table>``, cells escaped, right-aligned cells of class ``num``).
         align: one ``l`` or ``r`` per column; default: first column left, the others right (numbers).
 
     Returns:
         The table, without a trailing newline.
     """
     align = align or "l" + "r" * (len(header) - 1)
+    if fmt == "html":
+        return _html_table(header, rows, align)
     if fmt == "markdown":
         lines = [header, ["---" if a == "l" else "---:" for a in align], *rows]
         return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
@@ -52,28 +56,48 @@ def render(
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])
 
 
-def _number(v: float, digits: int) -> str:
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> str:
+    def line(cells: Sequence[str], tag: str) -> str:
+        opening = {"l": f"<{tag}>", "r": f'<{tag} class="num">'}
+        return "<tr>" + "".join(
+            f"{opening[a]}{html.escape(c)}</{tag}>" for c, a in zip(cells, align, strict=True)
+        ) + "</tr>"
+
+    body = "\n".join(line(r, "td") for r in rows)
+    return f"<table>\n<thead>{line(header, 'th')}</thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+
+
+def format_number(v: float | None, digits: int = 3) -> str:
+    """``v`` with ``digits`` decimals, or :data:`MISSING` for None, NaN and infinity."""
     return MISSING if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def format_with_ci(value: float | None, low: float | None, high: float | None, digits: int = 3) -> str:
+    """``value [low, high]``, or the value alone when the interval is missing (e.g. no bootstrap)."""
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return format_number(value, digits)
+    return f"{format_number(value, digits)} [{format_number(low, digits)}, {format_number(high, digits)}]"
 
 
 def _with_ci(values: dict[str, pd.Series], metric: str, digits: int) -> str:
     if metric not in values:
         return MISSING
     row = values[metric]
-    low, high = row["ci_low"], row["ci_high"]
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return _number(row["value"], digits)
-    return f"{_number(row['value'], digits)} [{_number(low, digits)}, {_number(high, digits)}]"
+    return format_with_ci(row["value"], row["ci_low"], row["ci_high"], digits)
 
 
 def _eer_with_threshold(values: dict[str, pd.Series], digits: int) -> str:
     if "eer" not in values:
         return MISSING
-    return f"{_number(values['eer']['value'], digits)} ({_number(values['eer_threshold']['value'], digits)})"
+    rate, threshold = values["eer"]["value"], values["eer_threshold"]["value"]
+    return f"{format_number(rate, digits)} ({format_number(threshold, digits)})"
 
 
 def _plain(metric: str) -> Callable[[dict[str, pd.Series], int], str]:
-    return lambda values, digits: _number(values[metric]["value"], digits) if metric in values else MISSING
+    def cell(values: dict[str, pd.Series], digits: int) -> str:
+        return format_number(values[metric]["value"], digits) if metric in values else MISSING
+
+    return cell
 
 
 #: (header, cell) per column after the row keys; a cell gets {metric: its result row} and the digits.
@@ -89,14 +113,22 @@ RESULT_COLUMNS: list[tuple[str, Callable[[dict[str, pd.Series], int], str]]] = [
 ]
 
 
-def format_results(
+class Table(NamedTuple):
+    """A titled table ready for :func:`render`."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    align: str
+
+
+def result_tables(
     results: pd.DataFrame,
-    fmt: Format = "text",
     row_keys: Sequence[str] = ("group",),
     section_key: str = "level",
     digits: int = 3,
-) -> str:
-    """One table per level (or other ``section_key``) with a row per group (or other ``row_keys``).
+) -> list[Table]:
+    """One :class:`Table` per level (or other ``section_key``) with a row per group (or other ``row_keys``).
 
     Columns: AUC with its CI, EER with its threshold, accuracy, balanced accuracy, F1, AP, real and fake
     accuracy, and n as ``real/fake``. A metric that was not computed (e.g. AUC of a real-only group)
@@ -105,12 +137,11 @@ def format_results(
     Args:
         results: tidy results with columns ``metric``, ``value``, ``ci_low``, ``ci_high``, ``n_real``,
             ``n_fake``, ``section_key`` and ``row_keys``.
-        fmt: ``"text"`` or ``"markdown"``.
         row_keys: columns identifying a row, in order of first appearance.
         section_key: column splitting the tables; titles come from :data:`LEVEL_TITLES` when known.
         digits: decimals shown.
     """
-    blocks = []
+    tables = []
     for section, part in results.groupby(section_key, sort=False):
         body = []
         for keys, rows in part.groupby(list(row_keys), sort=False):
@@ -120,7 +151,22 @@ def format_results(
             body.append([*map(str, keys), *(cell(values, digits) for _, cell in RESULT_COLUMNS), n])
         header = [*row_keys, *(h for h, _ in RESULT_COLUMNS), "n real/fake"]
         align = "l" * len(row_keys) + "r" * (len(header) - len(row_keys))
-        title = LEVEL_TITLES.get(str(section), str(section))
-        heading = f"### {title}" if fmt == "markdown" else title
-        blocks.append(f"{heading}\n\n{render(header, body, fmt, align)}")
-    return "\n\n".join(blocks)
+        tables.append(Table(LEVEL_TITLES.get(str(section), str(section)), header, body, align))
+    return tables
+
+
+def format_results(
+    results: pd.DataFrame,
+    fmt: Format = "text",
+    row_keys: Sequence[str] = ("group",),
+    section_key: str = "level",
+    digits: int = 3,
+) -> str:
+    """The tables of :func:`result_tables` under their titles, as ``fmt`` (text, Markdown or HTML)."""
+    return "\n\n".join(render_titled(t, fmt) for t in result_tables(results, row_keys, section_key, digits))
+
+
+def render_titled(table: Table, fmt: Format = "text") -> str:
+    """A :class:`Table` under its title (a level-3 heading in Markdown and HTML)."""
+    heading = {"markdown": f"### {table.title}", "html": f"<h3>{html.escape(table.title)}</h3>"}
+    return f"{heading.get(fmt, table.title)}\n\n{render(table.header, table.rows, fmt, table.align)}"

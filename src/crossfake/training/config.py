@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +41,7 @@ from pydantic import (
 
 from crossfake.methods import MethodConfig, method_config
 from crossfake.utils.errors import CrossfakeError
+from crossfake.utils.shipped import resolve_shipped, shipped_names
 
 #: Settings that may change between an interrupted run and its resumption: they steer how the run is
 #: executed, not what it computes (``max_steps`` may grow to extend a run).
@@ -205,7 +205,7 @@ class TrainConfig(BaseModel):
         try:
             return cls.model_validate(data, context={"check_paths": check_paths})
         except ValidationError as e:
-            problems = "; ".join(_describe(err) for err in e.errors())
+            problems = "; ".join(describe_error(err) for err in e.errors())
             raise CrossfakeError(f"{where} is invalid: {problems}") from None
 
     @classmethod
@@ -254,21 +254,12 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
 
 def shipped_configs() -> list[str]:
     """Names of the example training configs shipped with crossfake (``crossfake/configs/train``)."""
-    folder = resources.files("crossfake") / "configs" / "train"
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return shipped_names("train")
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
     """A config file path, or the path of the shipped config of that name (``lora`` -> .../lora.yaml)."""
-    path = Path(name_or_path).expanduser()
-    if path.is_file():
-        return path
-    resource = resources.files("crossfake") / "configs" / "train" / f"{name_or_path}.yaml"
-    if path.suffix in {".yaml", ".yml"} or not resource.is_file():
-        raise CrossfakeError(
-            f"no training config at {path} (shipped configs: {', '.join(shipped_configs())})"
-        )
-    return Path(str(resource))
+    return resolve_shipped("train", name_or_path, "training config")
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
@@ -294,7 +285,8 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
     return out
 
 
-def _describe(err: Any) -> str:
+def describe_error(err: Any) -> str:
+    """One pydantic error as ``dotted.key: message`` (unknown keys named as such)."""
     key = ".".join(map(str, err["loc"])) or "config"
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":

@@ -97,3 +97,15 @@ def listing(folder: Path, limit: int = 12) -> str:
         return "(empty)"
     more = f" … and {len(names) - limit} more" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
+
+
+def first_per_method(records: list[VideoRecord], limit: int) -> list[VideoRecord]:
+    """The first ``limit`` records of every (dataset, method), in the adapter's order."""
+    seen: dict[tuple[str, str], int] = {}
+    kept = []
+    for rec in records:
+        key = (rec.dataset, rec.method)
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] <= limit:
+            kept.append(rec)
+    return kept

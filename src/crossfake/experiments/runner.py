@@ -1,0 +1,304 @@
+"""Run an experiment end to end into one run directory, resuming whatever is already finished.
+
+Layout (format ``crossfake-experiment/1``)::
+
+    RUN/
+      experiment.yaml        the resolved experiment config
+      experiment.json        provenance, split, test sets, and per method entry: status, error, parameters,
+                             wall times, validation threshold and AUC, prediction files
+      data/                  the synthetic FF++ (only when the config names no corpus root)
+      prepared/              face crops + manifest.parquet (or the config's `prepare.cache`)
+      split.parquet          the manifest with its `split` column
+      methods/<entry>/       a `crossfake train` run directory, plus predictions_<test set>.parquet
+      report/                report.md, report.html, metrics, figures (see crossfake.reports)
+
+Steps: synth (if no root) -> prepare (resumes per video) -> split -> for each method entry: train (resumes
+from its last checkpoint, selects on validation) -> score every test row once -> one predictions file per
+test set -> report. ``experiment.json`` is rewritten after each entry, so an interrupted run resumes at
+the entry it was in. An entry that raises is recorded as failed (message in experiment.json, traceback in
+``methods/<entry>/error.log``) and the others go on.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import yaml
+
+from crossfake.data.audit import audit_split
+from crossfake.data.manifest import SPLIT_COLUMN, read_manifest, write_manifest
+from crossfake.data.preprocess import prepare
+from crossfake.data.sources import get_source
+from crossfake.data.sources.base import first_per_method
+from crossfake.data.splits import SplitMode, assign_splits
+from crossfake.data.synth import synthesize
+from crossfake.evaluation.predict import predict_manifest
+from crossfake.experiments.config import ExperimentConfig
+from crossfake.reports import build_report
+from crossfake.reports.experiment import (
+    EXPERIMENT_FORMAT,
+    EXPERIMENT_JSON,
+    EXPERIMENT_YAML,
+    SPLIT_FILE,
+    load_experiment,
+)
+from crossfake.training.checkpoint import load_run, read_run_info
+from crossfake.training.features import FeatureCache
+from crossfake.training.loop import train
+from crossfake.utils.errors import CrossfakeError
+from crossfake.utils.io import write_json_atomic, write_parquet_atomic, write_text_atomic
+from crossfake.utils.logging import get_logger
+from crossfake.utils.provenance import provenance
+
+log = get_logger("experiment")
+
+METHODS_DIR = "methods"
+ERROR_FILE = "error.log"
+
+DONE, FAILED, PENDING = "done", "failed", "pending"
+
+#: Config sections that fix the data: changing one on an existing run directory would mix two studies.
+DATA_KEYS = ("data", "prepare", "split")
+
+
+@dataclass(frozen=True)
+class ExperimentRun:
+    """A run directory and its ``experiment.json`` record."""
+
+    run_dir: Path
+    record: dict[str, Any]
+
+    @property
+    def methods(self) -> dict[str, dict[str, Any]]:
+        return self.record["methods"]
+
+    def failed(self) -> list[str]:
+        return [name for name, entry in self.methods.items() if entry["status"] == FAILED]
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    run_dir: str | Path,
+    *,
+    only: Sequence[str] | None = None,
+    progress: bool = True,
+    report: bool = True,
+    on_method: Callable[[str], None] | None = None,
+) -> ExperimentRun:
+    """Run ``config`` into ``run_dir`` (see the module docstring); finished parts are not redone.
+
+    Args:
+        config: the validated experiment.
+        run_dir: the run directory (created, or resumed).
+        only: run just these method entries (the others keep their recorded state).
+        progress: progress bars.
+        report: build the report at the end.
+        on_method: called with an entry's name before it runs (tests use it to inject failures).
+    """
+    run_dir = Path(run_dir).absolute()
+    unknown = sorted(set(only or ()) - set(config.methods))
+    if unknown:
+        raise CrossfakeError(f"--only names no method entry of {config.name}: {unknown} "
+                             f"(entries: {', '.join(config.methods)})")
+    record = _start(config, run_dir)
+    split_path = _data(config, run_dir, record, progress)
+
+    for name in config.methods:
+        entry = record["methods"].setdefault(name, {"status": PENDING})
+        if only and name not in only:
+            continue
+        if _finished(config, name, run_dir, split_path, entry):
+            log.info("%s: finished earlier, skipped", name)
+            continue
+        log.info("%s: training and testing", name)
+        try:
+            if on_method is not None:
+                on_method(name)
+            entry.clear()
+            entry.update(_run_method(config, name, run_dir, split_path, progress))
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # one failing method is recorded; the others go on
+            message = str(e) if isinstance(e, CrossfakeError) else f"{type(e).__name__}: {e}"
+            log.error("%s failed: %s (traceback in %s)", name, message, run_dir / METHODS_DIR / name / ERROR_FILE)
+            write_text_atomic(run_dir / METHODS_DIR / name / ERROR_FILE, traceback.format_exc())
+            entry.clear()
+            entry.update({"status": FAILED, "error": message})
+        write_json_atomic(run_dir / EXPERIMENT_JSON, record)
+
+    result = ExperimentRun(run_dir, record)
+    if report:
+        build_report(run_dir, n_boot=config.bootstrap, allow_empty=True)
+    return result
+
+
+def read_experiment(run_dir: str | Path) -> ExperimentRun:
+    """The run directory's record; a clear error for a folder that is not an experiment run."""
+    return ExperimentRun(Path(run_dir), load_experiment(run_dir).record)
+
+
+# -- steps --------------------------------------------------------------------------------------------
+
+
+def _start(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
+    """Check a resumed run has the same data settings; write the config; return the (old) record."""
+    config_path = run_dir / EXPERIMENT_YAML
+    record: dict[str, Any] = {}
+    if config_path.is_file():
+        previous = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+        current = config.to_dict()
+        changed = [k for k in DATA_KEYS if previous.get(k) != current.get(k)]
+        if changed:
+            raise CrossfakeError(
+                f"{run_dir} was run with other {', '.join(changed)} settings; its results would mix two "
+                "studies. Choose a new output folder (or delete this one)."
+            )
+        if (run_dir / EXPERIMENT_JSON).is_file():
+            record = read_experiment(run_dir).record
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(config_path, config.to_yaml())
+    methods = {name: record.get("methods", {}).get(name, {"status": PENDING}) for name in config.methods}
+    record = {
+        "format": EXPERIMENT_FORMAT,
+        "name": config.name,
+        "description": config.description,
+        "provenance": provenance(),
+        "split": {"spec": config.split if isinstance(config.split, str) else "inline",
+                  "mode": config.split_spec().mode.value, "manifest": SPLIT_FILE},
+        "test_sets": {name: test.model_dump() for name, test in config.tests.items()},
+        "methods": methods,
+    }
+    write_json_atomic(run_dir / EXPERIMENT_JSON, record)
+    return record
+
+
+def _data(config: ExperimentConfig, run_dir: Path, record: dict[str, Any], progress: bool) -> Path:
+    """synth -> prepare -> split; returns the split manifest's path."""
+    data = config.data
+    root = data.root
+    if root is None:
+        root = run_dir / "data"
+        log.info("no corpus root: writing the synthetic FF++ into %s", root)
+        synthesize(root, data.synth.synth_config(), progress=progress)
+    elif not root.is_dir():
+        raise CrossfakeError(f"data root {root} is not a folder (expected a corpus in the {data.source} layout)")
+    started = time.perf_counter()
+    records = get_source(data.source, root, **data.options).records()
+    if data.limit is not None:
+        records = first_per_method(records, data.limit)
+    prepared = config.prepare.cache or run_dir / "prepared"
+    summary = prepare(records, prepared, config.prepare.prepare_config(), progress=progress)
+    if summary.manifest_rows == 0:
+        raise CrossfakeError(f"no face crop was found in {root}: see {prepared / 'failures.parquet'}")
+    log.info("prepared %d crops in %.1f s", summary.manifest_rows, time.perf_counter() - started)
+
+    spec = config.split_spec()
+    split = assign_splits(read_manifest(prepared), spec)
+    split_path = run_dir / SPLIT_FILE
+    if not split_path.is_file() or not _same_rows(read_manifest(split_path), split):
+        write_manifest(split, split_path)
+    split = read_manifest(split_path)
+    _check_split(split, config, split_path)
+    audit = audit_split(split)
+    if audit.leaks and spec.mode == SplitMode.identity:
+        log.warning("the identity split shares people between splits:\n%s", audit.format())
+    record["split"]["audit"] = audit.to_dict()
+    write_json_atomic(run_dir / EXPERIMENT_JSON, record)
+    return split_path
+
+
+def _check_split(split: pd.DataFrame, config: ExperimentConfig, where: Path) -> None:
+    """Every split a method trains or selects on, and every test set, has rows: fail before training."""
+    counts = split.groupby([SPLIT_COLUMN, "method"], observed=True).size()
+    present = {s for s, _ in counts.index}
+    needed = {config.train_config(name, manifest=where, out=where.parent, check_paths=False).data.train_split
+              for name in config.methods}
+    needed |= {config.train_config(name, manifest=where, out=where.parent, check_paths=False).data.val_split
+               for name in config.methods}
+    problems = [f"no rows in split {s!r}" for s in sorted(needed - present)]
+    for test_name, test in config.tests.items():
+        missing = [m for m in test.sources if (test.split, m) not in counts.index]
+        if missing:
+            problems.append(f"test set {test_name}: no {test.split!r} rows of {missing}")
+    if problems:
+        table = counts.unstack(fill_value=0).to_string() if len(counts) else "(no split rows)"
+        raise CrossfakeError(
+            f"the split of {where} cannot run this experiment: {'; '.join(problems)}. Rows per split x source:\n"
+            f"{table}\n(too few videos or identities for the split's shares? use more videos, e.g. "
+            "--set data.synth.videos=40)"
+        )
+
+
+def _same_rows(old: pd.DataFrame, new: pd.DataFrame) -> bool:
+    keys = ["sample_id", SPLIT_COLUMN]
+    return len(old) == len(new) and old[keys].astype(str).reset_index(drop=True).equals(
+        new[keys].astype(str).reset_index(drop=True)
+    )
+
+
+def _run_method(config: ExperimentConfig, name: str, run_dir: Path, split_path: Path,
+                progress: bool) -> dict[str, Any]:
+    """Train (or resume) one entry and score its test sets; the entry's record."""
+    method_dir = run_dir / METHODS_DIR / name
+    train_config = config.train_config(name, manifest=split_path, out=method_dir)
+    (method_dir / ERROR_FILE).unlink(missing_ok=True)
+    info = train(train_config, progress=progress)
+
+    started = time.perf_counter()
+    split = read_manifest(split_path)
+    detector, _ = load_run(method_dir)
+    detector.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    opts = train_config.train
+    cache = FeatureCache(opts.cache_dir) if opts.feature_cache else None
+    predictions: dict[str, str] = {}
+    for split_name in sorted({t.split for t in config.tests.values()}):
+        sets = {k: t for k, t in config.tests.items() if t.split == split_name}
+        sources = sorted({s for t in sets.values() for s in t.sources})
+        rows = split.loc[(split[SPLIT_COLUMN] == split_name).fillna(False).to_numpy()
+                         & split["method"].isin(sources).to_numpy()]
+        scored = predict_manifest(
+            detector, rows, train_config.eval_batch_size, out=method_dir / f"predictions_{split_name}.parquet",
+            cache=cache, num_workers=opts.num_workers, progress=progress,
+        )
+        for test_name, test in sets.items():
+            path = method_dir / f"predictions_{test_name}.parquet"
+            write_parquet_atomic(path, scored[scored["method"].isin(test.sources)].reset_index(drop=True))
+            predictions[test_name] = str(path.relative_to(run_dir))
+    test_time = time.perf_counter() - started
+
+    record = info.record
+    return {
+        "status": DONE,
+        "error": None,
+        "method": record["method"],
+        "run_dir": str(method_dir.relative_to(run_dir)),
+        "parameters": record["parameters"],
+        "wall_time_s": {"train": record["wall_time_s"], "test": round(test_time, 3)},
+        "threshold": info.threshold,
+        "threshold_rule": record.get("threshold_rule"),
+        "val_auc": info.val_auc,
+        "predictions": predictions,
+    }
+
+
+def _finished(config: ExperimentConfig, name: str, run_dir: Path, split_path: Path,
+              entry: dict[str, Any]) -> bool:
+    """Whether entry ``name`` has every test set's predictions, made with the config asked for now."""
+    files = entry.get("predictions") or {}
+    if entry.get("status") != DONE or not set(files) >= set(config.tests):
+        return False
+    if not all((run_dir / p).is_file() for p in files.values()):
+        return False
+    method_dir = run_dir / METHODS_DIR / name
+    try:
+        trained = read_run_info(method_dir).config
+    except CrossfakeError:
+        return False
+    return not trained.differences(config.train_config(name, manifest=split_path, out=method_dir))

@@ -1,0 +1,218 @@
+"""`crossfake run`, `ablate` and `leakage` end to end on a small synthetic FF++ with tiny models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from crossfake.cli.main import main
+from crossfake.data.synth import SynthConfig, synthesize
+from crossfake.experiments import ExperimentConfig, read_experiment, run_experiment, shipped_experiments
+from crossfake.experiments.studies import (
+    AblationConfig,
+    LeakageConfig,
+    resolve_study_path,
+    run_ablation,
+    run_leakage,
+)
+from crossfake.utils.errors import CrossfakeError
+from crossfake.utils.shipped import shipped_names
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A synthetic FF++ (24 originals x 4 frames), a shared crop cache and a feature cache."""
+    root = tmp_path_factory.mktemp("experiments")
+    data = synthesize(root / "ffpp", SynthConfig(n_videos=24, n_frames=4, size=192, seed=3))
+    return data, root / "prepared", root / "features"
+
+
+def experiment(corpus: tuple[Path, Path, Path], **changes: Any) -> dict[str, Any]:
+    data, prepared, features = corpus
+    config = {
+        "name": "tiny",
+        "data": {"root": str(data)},
+        "prepare": {"frames": 2, "cache": str(prepared), "workers": 0},
+        "split": "report1",
+        "defaults": {"method": {"backbone": "tiny"},
+                     "train": {"epochs": 1, "batch_size": 8, "num_workers": 0, "cache_dir": str(features)}},
+        "methods": {"linear_probe": {}, "lora": {"method": {"r": 2, "alpha": 4}}},
+        "tests": {"NeuralTextures": ["real", "NeuralTextures"], "Face2Face": ["real", "Face2Face"]},
+        "bootstrap": 20,
+    }
+    return config | changes
+
+
+# -- configs ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", shipped_names("experiments"))
+def test_every_shipped_experiment_parses(name: str) -> None:
+    config = ExperimentConfig.from_yaml(name)
+    assert config.methods and config.tests
+    for entry in config.methods:  # every method's training config is complete and valid
+        config.train_config(entry, manifest=Path("split.parquet"), out=Path("out"), check_paths=False)
+
+
+def test_report_configs_are_the_reports() -> None:
+    r1, r2 = ExperimentConfig.from_yaml("report1"), ExperimentConfig.from_yaml("report2")
+    methods = {n: r1.train_config(n, manifest=Path("s"), out=Path("o"), check_paths=False).method
+               for n in r1.methods}
+    assert {m.method for m in methods.values()} == {"linear_probe", "lora", "visual_prompt", "vlm_zero_shot",
+                                                    "vlm_qlora"}
+    assert (methods["lora"].r, methods["lora"].alpha, methods["lora"].dropout) == (32, 64, 0.05)
+    assert methods["lora"].backbone == "openai/clip-vit-base-patch32"
+    assert set(r1.tests) == {"NeuralTextures", "Face2Face"}
+    assert r1.split_spec().sources["real"].as_tuple() == (80, 10, 10)
+    lora = r2.train_config("lora", manifest=Path("s"), out=Path("o"), check_paths=False).method
+    assert (lora.r, lora.alpha, lora.dropout) == (8, 64, 0.05)
+    assert r2.split_spec().sources["real"].as_tuple() == (70, 20, 10)
+    assert "demo" in shipped_experiments()
+
+
+@pytest.mark.parametrize("name", shipped_names("studies"))
+def test_every_shipped_study_parses(name: str) -> None:
+    data = yaml.safe_load(resolve_study_path(name).read_text())
+    cls = AblationConfig if "grid" in data or "sweeps" in data else LeakageConfig
+    study = cls.from_yaml(name)
+    if isinstance(study, AblationConfig):
+        assert len(study.cells()) == 27 + 2  # the grid, plus the fractions other than the base's 100%
+        assert len(study.to_experiment().methods) == 29
+    else:
+        assert set(study.experiments()) == {"leaky", "safe"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"methods": {"lora": {"method": {"rank": 8}}}}, r"methods.lora \(from lora\).*rank: Extra inputs"),
+        ({"methods": {"nope": {}}}, r"no training config at nope"),
+        ({"tests": {"X": ["real", "Deepfakes"]}}, r"tests.X: sources \['Deepfakes'\] are not in the split spec"),
+        ({"tests": {"X": ["NeuralTextures"]}}, r"needs 'real' and at least one manipulation"),
+        ({"split": "nosuchspec"}, r"unknown split spec 'nosuchspec'"),
+        ({"colour": "blue"}, r"colour: unknown key"),
+    ],
+)
+def test_config_errors_name_the_key(corpus, change: dict, message: str) -> None:
+    with pytest.raises(CrossfakeError, match=message):
+        ExperimentConfig.parse(experiment(corpus, **change), where="exp.yaml")
+
+
+def test_missing_experiment_and_bad_data_root(tmp_path: Path) -> None:
+    with pytest.raises(CrossfakeError, match=r"no experiment config at nope.yaml \(shipped: .*report1"):
+        ExperimentConfig.from_yaml("nope.yaml")
+    assert main(["run", "report2", "--data", str(tmp_path / "missing")]) == 2
+
+
+# -- run ------------------------------------------------------------------------------------------------
+
+
+def test_run_resumes_and_survives_a_failing_method(corpus, tmp_path: Path, capsys) -> None:
+    config = ExperimentConfig.parse(experiment(corpus))
+    run_dir = tmp_path / "run"
+
+    def fail_lora(name: str) -> None:
+        if name == "lora":
+            raise RuntimeError("boom")
+
+    result = run_experiment(config, run_dir, progress=False, on_method=fail_lora)
+    assert result.failed() == ["lora"]
+    assert result.methods["lora"]["error"] == "RuntimeError: boom"
+    assert "RuntimeError: boom" in (run_dir / "methods" / "lora" / "error.log").read_text()
+    probe = result.methods["linear_probe"]
+    assert probe["status"] == "done" and probe["parameters"]["trainable"] > 0
+    assert set(probe["predictions"]) == {"NeuralTextures", "Face2Face"}
+    for name in ("experiment.yaml", "experiment.json", "split.parquet", "report/report.html", "report/report.md"):
+        assert (run_dir / name).is_file(), name
+    assert "boom" in (run_dir / "report" / "report.md").read_text()
+
+    # The second run redoes nothing that finished: only the failed entry runs.
+    probe_files = {p: p.stat().st_mtime_ns for p in (run_dir / "methods" / "linear_probe").rglob("*") if p.is_file()}
+    ran: list[str] = []
+    result = run_experiment(config, run_dir, progress=False, on_method=ran.append)
+    assert ran == ["lora"] and not result.failed()
+    assert {p: p.stat().st_mtime_ns for p in probe_files} == probe_files
+    assert read_experiment(run_dir).methods["lora"]["status"] == "done"
+    assert not (run_dir / "methods" / "lora" / "error.log").exists()
+
+    ran.clear()
+    run_experiment(config, run_dir, progress=False, on_method=ran.append, report=False)
+    assert ran == []
+
+    # Changing a method's setting re-runs that entry, which refuses to mix two configs in one run dir.
+    changed = ExperimentConfig.parse(experiment(corpus, methods={"linear_probe": {}, "lora": {"method": {"r": 4}}}))
+    result = run_experiment(changed, run_dir, progress=False, report=False)
+    assert result.failed() == ["lora"] and "method.r" in result.methods["lora"]["error"]
+
+    # Other data settings on the same run directory: an error before anything runs.
+    other = ExperimentConfig.parse(experiment(corpus, split="report2",
+                                              tests={"NeuralTextures": ["real", "NeuralTextures"]}))
+    with pytest.raises(CrossfakeError, match="other split settings"):
+        run_experiment(other, run_dir, progress=False)
+
+
+def test_run_cli(corpus, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "exp.yaml"
+    config = experiment(corpus)
+    config["methods"] = {"linear_probe": {}}
+    config["data"] = {"root": "placeholder"}
+    path.write_text(yaml.safe_dump(config))
+    code = main(["run", str(path), "--data", str(corpus[0]), "--out", str(tmp_path / "r"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "linear_probe" in out and "NeuralTextures" in out and "report.html" in out
+    record = json.loads((tmp_path / "r" / "experiment.json").read_text())
+    assert record["format"] == "crossfake-experiment/1"
+    assert yaml.safe_load((tmp_path / "r" / "experiment.yaml").read_text())["data"]["root"] == str(corpus[0])
+
+
+def test_too_small_a_split_fails_before_training(corpus, tmp_path: Path) -> None:
+    config = ExperimentConfig.parse(experiment(corpus, split={"sources": {"real": {"train": 90, "val": 10},
+                                                                         "FaceSwap": {"train": 100},
+                                                                         "NeuralTextures": {"test": 100},
+                                                                         "Face2Face": {"test": 100}}}))
+    with pytest.raises(CrossfakeError, match=r"no 'test' rows of \['real'"):
+        run_experiment(config, tmp_path / "run", progress=False)
+
+
+# -- studies --------------------------------------------------------------------------------------------
+
+
+def test_ablation_grid(corpus, tmp_path: Path) -> None:
+    study = AblationConfig.parse(
+        {"name": "grid", "experiment": experiment(corpus, methods={"lora": {"method": {"r": 2, "alpha": 4}}}),
+         "method": "lora", "test": "NeuralTextures",
+         "grid": {"method.r": [2, 4], "method.alpha": [4]}, "sweeps": {"data.train_fraction": [0.5]}},
+        where="study",
+    )
+    assert list(study.cells()) == ["r2-alpha4", "r4-alpha4", "train_fraction0p5"]
+    table = run_ablation(study, tmp_path / "grid", progress=False)
+    assert len(table) == 3 and (table["status"] == "done").all()
+    assert table.set_index("cell").loc["train_fraction0p5", ["r", "alpha"]].tolist() == [2, 4]  # the base's
+    assert table["val_auc"].is_monotonic_decreasing  # ranked on validation
+    assert table.loc[table["cell"] == "r4-alpha4", "trainable"].item() > table.loc[
+        table["cell"] == "r2-alpha4", "trainable"].item()
+    for name in ("ablation.csv", "ablation.md", "ablation.json", "figures/frame_auc.png", "report/report.html"):
+        assert (tmp_path / "grid" / name).is_file(), name
+
+
+def test_leakage_study(corpus, tmp_path: Path) -> None:
+    study = LeakageConfig.parse(
+        {"name": "leak", "experiment": experiment(corpus), "method": "linear_probe", "test": "NeuralTextures"},
+        where="study",
+    )
+    table = run_leakage(study, tmp_path / "leak", progress=False)
+    assert list(table["mode"]) == ["frame", "identity"]
+    leaky, safe = table.iloc[0], table.iloc[1]
+    assert leaky["test videos with a person seen in training"] > 0
+    assert safe["test videos with a person seen in training"] == 0
+    assert leaky["train-test videos"] > 0 and safe["train-test people"] == 0
+    record = json.loads((tmp_path / "leak" / "leakage.json").read_text())
+    assert set(record["gap"]) == {"frame auc", "video_mean auc"}
+    assert "AUC gap" in (tmp_path / "leak" / "leakage.md").read_text()
