@@ -7,12 +7,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint bench tiny-backbone clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade "pip==25.3"
-	$(BIN)/pip install -e ".[clip,vlm,dev]"
+	$(BIN)/pip install -e ".[clip,vlm,serve,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -31,6 +31,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_prepare.py
+
+tiny-backbone: $(STAMP)  ## rebuild the demo's pretrained CLIP (synth-tiny) in src/crossfake/assets/clip-synth-tiny
+	$(BIN)/python -m crossfake.models.pretrain --config src/crossfake/configs/pretrain/clip-synth-tiny.yaml \
+		--out src/crossfake/assets/clip-synth-tiny
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("crossfake.cli.evaluate", "score a split, manifest or folder with a trained run"),
     "report": ("crossfake.cli.report", "rebuild an experiment's report (Markdown, HTML, figures) from its predictions"),
     "compare": ("crossfake.cli.compare", "put several experiment runs side by side, per test set and method"),
+    "detect": ("crossfake.cli.detect", "judge videos, images or folders with a trained run: scores, verdicts"),
+    "serve": ("crossfake.cli.serve", "a local web page to upload a video or image and see its verdict"),
     "run": ("crossfake.cli.run", "run an experiment: prepare, split, train, test every method, report"),
     "ablate": ("crossfake.cli.ablate", "the LoRA ablation grid (rank x alpha x dropout, train fraction)"),
     "leakage": ("crossfake.cli.leakage", "identity-leakage study: frame-level random vs identity split"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -107,6 +108,37 @@ def count_frames(path: str | Path) -> int:
     container, stream = _open(path)
     try:
         return _count(path, container, stream)
+    finally:
+        container.close()
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video's container says about it (no frame is decoded to learn it)."""
+
+    frames: int
+    fps: float  # average frame rate; 0.0 when the container does not say
+    width: int
+    height: int
+
+    @property
+    def duration(self) -> float:
+        """Seconds of video (``frames / fps``; 0.0 without a frame rate)."""
+        return self.frames / self.fps if self.fps > 0 else 0.0
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Frame count, frame rate and frame size of a video (see :func:`count_frames` for the count).
+
+    Raises:
+        VideoReadError: the file cannot be opened or has no video stream.
+    """
+    path = Path(path)
+    container, stream = _open(path)
+    try:
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 0.0
+        return VideoInfo(_count(path, container, stream), fps, int(stream.width), int(stream.height))
     finally:
         container.close()
 
