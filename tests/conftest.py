@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -65,3 +67,24 @@ def manifest_from_records(records: list[VideoRecord], frames: int = 3) -> pd.Dat
 @pytest.fixture
 def ffpp_tree(tmp_path: Path) -> Path:
     return make_ffpp_tree(tmp_path / "ffpp")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian chromium driven by selenium; CI (CROSSFAKE_REQUIRE_BROWSER=1) must have it."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromedriver = shutil.which("chromedriver")
+    if not (chromium and chromedriver):
+        reason = "Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)"
+        if os.environ.get("CROSSFAKE_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"CROSSFAKE_REQUIRE_BROWSER=1 but {reason}")
+        pytest.skip(reason)
+    webdriver = pytest.importorskip("selenium.webdriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=chromedriver))
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()

@@ -235,6 +235,19 @@ def test_html_is_self_contained_and_its_images_load(built):
             im.verify()
 
 
+def test_html_report_renders_in_a_browser(built, browser):
+    """The page opens in headless chromium and every figure decodes to a real image."""
+    _, paths = built
+    browser.get(paths.html.resolve().as_uri())
+    images = browser.execute_script(
+        "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])"
+    )
+    assert len(images) == len(paths.figures) > 0
+    assert all(done and w > 100 and h > 100 for done, w, h in images), images
+    assert browser.execute_script("return document.querySelectorAll('table').length") > 0
+    assert "AUC" in browser.find_element("tag name", "body").text
+
+
 def test_report_command_rebuilds_identically_from_predictions(built, tmp_path, capsys):
     run, paths = built
     copy = tmp_path / "run"

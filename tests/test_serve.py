@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import tempfile
 import threading
@@ -32,9 +31,6 @@ from crossfake.training import train
 
 uvicorn = pytest.importorskip("uvicorn", reason="the 'serve' extra is not installed")
 from crossfake.inference.server import create_app  # noqa: E402  (needs the extra)
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 
 
 @pytest.fixture(scope="module")
@@ -177,24 +173,6 @@ def test_serve_cli_rejects_bad_settings_cleanly(capsys) -> None:
 
 
 # -- the page in a real browser ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (CHROMIUM and CHROMEDRIVER):
-        reason = "Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)"
-        if os.environ.get("CROSSFAKE_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"CROSSFAKE_REQUIRE_BROWSER=1 but {reason}")
-        pytest.skip(reason)
-    webdriver = pytest.importorskip("selenium.webdriver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
 
 
 def test_page_uploads_shows_the_result_and_rejects_a_bad_file(browser, server, media) -> None:
