@@ -27,17 +27,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("crossfake.cli.prepare", "sample frames, detect and crop faces, write a Parquet manifest"),
     "split": ("crossfake.cli.split", "assign manifest rows to train/val/test by identity group"),
     "audit": ("crossfake.cli.audit", "report identities and videos shared between splits"),
-    "metrics": ("crossfake.cli.metrics", "frame- and video-level AUC/EER/ACC/F1/AP with CIs and ROC"),
-    "params": ("crossfake.cli.params", "print a method's trainable and total parameters (no download)"),
     "train": ("crossfake.cli.train", "train a detector from a YAML config into a run directory"),
     "evaluate": ("crossfake.cli.evaluate", "score a split, manifest or folder with a trained run"),
+    "metrics": ("crossfake.cli.metrics", "frame- and video-level AUC/EER/ACC/F1/AP with CIs and ROC"),
+    "params": ("crossfake.cli.params", "print a method's trainable and total parameters (no download)"),
+    "run": ("crossfake.cli.run", "run an experiment: prepare, split, train, test every method, report"),
     "report": ("crossfake.cli.report", "rebuild an experiment's report (Markdown, HTML, figures) from its predictions"),
     "compare": ("crossfake.cli.compare", "put several experiment runs side by side, per test set and method"),
-    "detect": ("crossfake.cli.detect", "judge videos, images or folders with a trained run: scores, verdicts"),
-    "serve": ("crossfake.cli.serve", "a local web page to upload a video or image and see its verdict"),
-    "run": ("crossfake.cli.run", "run an experiment: prepare, split, train, test every method, report"),
     "ablate": ("crossfake.cli.ablate", "the LoRA ablation grid (rank x alpha x dropout, train fraction)"),
     "leakage": ("crossfake.cli.leakage", "identity-leakage study: frame-level random vs identity split"),
+    "detect": ("crossfake.cli.detect", "judge videos, images or folders with a trained run: scores, verdicts"),
+    "serve": ("crossfake.cli.serve", "a local web page to upload a video or image and see its verdict"),
 }
 
 
