@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)  ## synthetic FF++ -> prepare -> split -> audit -> metrics, in $(DEMO_DIR)
-	$(BIN)/python -m crossfake.demo --out $(DEMO_DIR)
+demo: $(STAMP)  ## `crossfake run demo`: report 1's study on the synthetic FF++ with small models -> $(DEMO_DIR)/report/report.html
+	$(BIN)/crossfake run demo --out $(DEMO_DIR)
 
 test: $(STAMP)  ## the whole test suite (CI runs exactly this)
 	$(BIN)/python -m pytest -q

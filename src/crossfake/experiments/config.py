@@ -33,13 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crossfake.data.manifest import REAL
 from crossfake.data.preprocess import PrepareConfig
 from crossfake.data.splits import SplitSpec, load_spec
 from crossfake.data.synth import SynthConfig
-from crossfake.training.config import TrainConfig, apply_overrides, describe_error, resolve_config_path
+from crossfake.training.config import TrainConfig, resolve_config_path
+from crossfake.utils.config import validate_config
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.shipped import resolve_shipped, shipped_names
 
@@ -189,15 +190,7 @@ class ExperimentConfig(BaseModel):
 
     @classmethod
     def parse(cls, data: Any, where: str = "experiment config", overrides: Iterable[str] = ()) -> ExperimentConfig:
-        if not isinstance(data, Mapping):
-            raise CrossfakeError(f"{where}: expected a mapping with name:, split:, methods:, tests:, "
-                                 f"got {type(data).__name__}")
-        data = apply_overrides(data, overrides)
-        try:
-            return cls.model_validate(data)
-        except ValidationError as e:
-            problems = "; ".join(describe_error(err) for err in e.errors())
-            raise CrossfakeError(f"{where} is invalid: {problems}") from None
+        return validate_config(cls, data, where, overrides, expected="name:, split:, methods:, tests:")
 
     @classmethod
     def from_yaml(cls, name_or_path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:

@@ -22,13 +22,13 @@ from typing import Any
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crossfake.data.splits import SplitMode
 from crossfake.evaluation.aggregate import evaluate_predictions
 from crossfake.experiments.config import ExperimentConfig, deep_merge, resolve_experiment_path
 from crossfake.experiments.runner import DONE, ExperimentRun, read_experiment, run_experiment
-from crossfake.training.config import apply_overrides, describe_error
+from crossfake.utils.config import apply_overrides, validate_config
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import write_json_atomic, write_table_atomic, write_text_atomic
 from crossfake.utils.logging import get_logger
@@ -80,12 +80,7 @@ class StudyConfig(BaseModel):
 
     @classmethod
     def parse(cls, data: Any, where: str, overrides: Iterable[str] = ()) -> StudyConfig:
-        if not isinstance(data, Mapping):
-            raise CrossfakeError(f"{where}: expected a mapping, got {type(data).__name__}")
-        try:
-            return cls.model_validate(apply_overrides(data, overrides))
-        except ValidationError as e:
-            raise CrossfakeError(f"{where} is invalid: {'; '.join(map(describe_error, e.errors()))}") from None
+        return validate_config(cls, data, where, overrides, expected="name:, experiment:, method:, test:")
 
     @classmethod
     def from_yaml(cls, name_or_path: str | Path, overrides: Iterable[str] = ()) -> StudyConfig:

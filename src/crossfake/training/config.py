@@ -20,7 +20,6 @@ Relative paths are relative to the working directory; the run directory keeps th
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -32,7 +31,6 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializeAsAny,
-    ValidationError,
     ValidationInfo,
     field_serializer,
     field_validator,
@@ -40,6 +38,7 @@ from pydantic import (
 )
 
 from crossfake.methods import MethodConfig, method_config
+from crossfake.utils.config import validate_config
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.shipped import resolve_shipped, shipped_names
 
@@ -197,16 +196,8 @@ class TrainConfig(BaseModel):
         Raises:
             CrossfakeError: naming ``where`` and every bad key.
         """
-        if not isinstance(data, Mapping):
-            raise CrossfakeError(
-                f"{where}: expected a mapping with method:, data:, train:, got {type(data).__name__}"
-            )
-        data = apply_overrides(data, overrides)
-        try:
-            return cls.model_validate(data, context={"check_paths": check_paths})
-        except ValidationError as e:
-            problems = "; ".join(describe_error(err) for err in e.errors())
-            raise CrossfakeError(f"{where} is invalid: {problems}") from None
+        return validate_config(cls, data, where, overrides, expected="method:, data:, train:",
+                               context={"check_paths": check_paths})
 
     @classmethod
     def from_yaml(
@@ -260,38 +251,6 @@ def shipped_configs() -> list[str]:
 def resolve_config_path(name_or_path: str | Path) -> Path:
     """A config file path, or the path of the shipped config of that name (``lora`` -> .../lora.yaml)."""
     return resolve_shipped("train", name_or_path, "training config")
-
-
-def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """A deep copy of ``data`` with each ``a.b.c=value`` override set (value parsed as a YAML scalar)."""
-    out: dict[str, Any] = copy.deepcopy(dict(data))
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        parts = key.strip().split(".")
-        if not sep or not all(parts):
-            raise CrossfakeError(
-                f"override {item!r}: expected KEY=VALUE with a dotted key, e.g. train.epochs=2"
-            )
-        node = out
-        for i, part in enumerate(parts[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise CrossfakeError(f"override {item!r}: {'.'.join(parts[: i + 1])} is not a mapping")
-            node = child
-        try:
-            node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as e:
-            raise CrossfakeError(f"override {item!r}: the value is not valid YAML: {e}") from None
-    return out
-
-
-def describe_error(err: Any) -> str:
-    """One pydantic error as ``dotted.key: message`` (unknown keys named as such)."""
-    key = ".".join(map(str, err["loc"])) or "config"
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    return f"{key}: {msg}"
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -7,6 +7,9 @@ A backbone spec is one of:
 - ``"local-dir:/models/clip"`` or an existing folder: a ``save_pretrained`` directory.
 - ``"tiny"``: a small randomly initialised :class:`~transformers.CLIPModel` with a tokenizer and image
   processor built offline — the same classes as the real model, for tests and quick tries.
+- ``"synth-tiny"``: a small CLIP of the same classes *pretrained* by crossfake on captioned synthetic faces
+  (:mod:`crossfake.models.pretrain`), bundled in the package (``assets/clip-synth-tiny``, ~3 MB) so the
+  demo's detectors start from meaningful features offline. Rebuilt by ``make tiny-backbone``.
 
 Image preprocessing (input size, mean, std) always comes from the checkpoint's own processor config
 (:class:`ImagePreprocess`), never from hand-set numbers.
@@ -22,6 +25,7 @@ import json
 import string
 import tempfile
 from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -33,6 +37,9 @@ log = get_logger("backbones.clip")
 
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"
 TINY = "tiny"
+#: The bundled pretrained small CLIP (``assets/<BUNDLED_CLIP_DIR>`` in the package).
+SYNTH_TINY = "synth-tiny"
+BUNDLED_CLIP_DIR = "clip-synth-tiny"
 
 # Shapes of the public OpenAI checkpoints (their config.json), so `crossfake params` works offline.
 _KNOWN_SHAPES: dict[str, dict] = {
@@ -117,7 +124,7 @@ class ClipBundle:
     tokenizer: object | None
     preprocess: ImagePreprocess
     spec: str
-    source: str  # "hub", "local-dir", "tiny" or "shape"
+    source: str  # "hub", "local-dir", "bundled", "tiny" or "shape"
 
 
 def canonical_name(spec: str) -> str:
@@ -125,7 +132,18 @@ def canonical_name(spec: str) -> str:
     return spec[len("hf-hub:"):] if spec.startswith("hf-hub:") else spec
 
 
+def bundled_clip_dir(check: bool = True) -> Path:
+    """The folder of the bundled ``synth-tiny`` backbone inside the installed package."""
+    path = Path(str(resources.files("crossfake") / "assets" / BUNDLED_CLIP_DIR))
+    if check and not (path / "model.safetensors").is_file():
+        raise CrossfakeError(f"the bundled {SYNTH_TINY!r} backbone is missing from {path}; rebuild it with "
+                             "`make tiny-backbone` (python -m crossfake.models.pretrain)")
+    return path
+
+
 def _local_dir(spec: str) -> Path | None:
+    if spec == SYNTH_TINY:
+        return bundled_clip_dir()
     if spec.startswith("local-dir:"):
         path = Path(spec[len("local-dir:"):]).expanduser()
         if not path.is_dir():
@@ -144,7 +162,8 @@ def build_clip(spec: str = DEFAULT_CLIP, weights: bool = True, cache_dir: str | 
     """Load (or, with ``weights=False``, shape on the meta device) the CLIP named by ``spec``.
 
     Args:
-        spec: hub id, ``hf-hub:`` / ``local-dir:`` prefixed name, alias (``ViT-B/32``) or ``tiny``.
+        spec: hub id, ``hf-hub:`` / ``local-dir:`` prefixed name, alias (``ViT-B/32``), ``tiny`` or
+            ``synth-tiny`` (the bundled pretrained small CLIP).
         weights: load the weights; ``False`` builds the architecture on the meta device (no memory, no
             download) for parameter counting.
         cache_dir: the Hugging Face cache folder (default: the hub's own).
@@ -178,8 +197,8 @@ def build_clip(spec: str = DEFAULT_CLIP, weights: bool = True, cache_dir: str | 
         )
         raise CrossfakeError(f"cannot load CLIP weights {name!r}: {e.__class__.__name__}: "
                              f"{str(e).splitlines()[0]}. To fix: {hint}") from e
-    return ClipBundle(model, tokenizer, ImagePreprocess.from_processor(processor), spec,
-                      "local-dir" if local else "hub")
+    source = "bundled" if spec == SYNTH_TINY else "local-dir" if local else "hub"
+    return ClipBundle(model, tokenizer, ImagePreprocess.from_processor(processor), spec, source)
 
 
 def _config_for(name: str, local: Path | None, cache_dir: str | None):
