@@ -24,13 +24,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from crossfake.data.audit import audit_split
-from crossfake.data.manifest import read_manifest, write_manifest
-from crossfake.data.splits import SplitMode, SplitSpec, assign_splits, builtin_specs, load_spec
+from crossfake.data.manifest import read_manifest
+from crossfake.data.splits import SplitMode, SplitSpec, builtin_specs, load_spec, split_manifest
 from crossfake.utils.errors import CrossfakeError
-from crossfake.utils.io import write_json_atomic
 from crossfake.utils.logging import get_logger
-from crossfake.utils.provenance import file_sha256, provenance
 
 log = get_logger("split")
 
@@ -84,20 +81,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or manifest_path.with_name(
         f"split_{spec.name}{'' if spec.mode == SplitMode.identity else '_' + spec.mode.value}.parquet"
     )
-    split = assign_splits(df, spec)
-    write_manifest(split, out)  # crop paths stay valid from the new location
-    report = audit_split(split)
-    write_json_atomic(
-        out.with_suffix(".json"),
-        provenance(
-            {
-                "spec": spec.model_dump(mode="json"),
-                "manifest": str(manifest_path.resolve()),
-                "manifest_sha256": file_sha256(manifest_path),
-                "audit": report.to_dict(),
-            }
-        ),
-    )
+    _, report = split_manifest(manifest_path, spec, out)
     print(f"split '{spec.name}' (mode {spec.mode.value}, seed {spec.seed}) -> {out}\n")
     print(report.format())
     return 0

@@ -50,9 +50,12 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from crossfake.data.manifest import REAL, SPLIT_COLUMN, SPLITS
+from crossfake.data.audit import AuditReport, audit_split
+from crossfake.data.manifest import REAL, SPLIT_COLUMN, SPLITS, read_manifest, write_manifest
 from crossfake.utils.errors import CrossfakeError
+from crossfake.utils.io import write_json_atomic
 from crossfake.utils.logging import get_logger
+from crossfake.utils.provenance import file_sha256, provenance
 
 log = get_logger("splits")
 
@@ -260,3 +263,23 @@ def train_fraction(df: pd.DataFrame, fraction: float, seed: int = 0) -> pd.DataF
         n = max(1, int(round(fraction * len(videos))))
         keep.update(videos[_rng(seed, f"fraction-{source}").permutation(len(videos))[:n]])
     return df[~train | df["video_id"].isin(keep)].reset_index(drop=True)
+
+
+def split_manifest(manifest_path: str | Path, spec: SplitSpec, out: str | Path) -> tuple[pd.DataFrame, AuditReport]:
+    """Split the manifest at ``manifest_path`` by ``spec`` into ``out`` and audit it.
+
+    Writes ``out`` (crop paths rebased so they stay valid from there) and its sidecar ``out.json``: the
+    resolved spec, the source manifest's path and sha256 (how ``crossfake detect`` finds the crop settings
+    in its ``prepare.json``), the audit and provenance. Returns the split table and its audit.
+    """
+    manifest_path, out = Path(manifest_path), Path(out)
+    split = assign_splits(read_manifest(manifest_path), spec)
+    write_manifest(split, out)
+    report = audit_split(split)
+    write_json_atomic(out.with_suffix(".json"), provenance({
+        "spec": spec.model_dump(mode="json"),
+        "manifest": str(manifest_path.resolve()),
+        "manifest_sha256": file_sha256(manifest_path),
+        "audit": report.to_dict(),
+    }))
+    return split, report

@@ -33,11 +33,11 @@ import torch
 import yaml
 
 from crossfake.data.audit import audit_split
-from crossfake.data.manifest import SPLIT_COLUMN, read_manifest, write_manifest
+from crossfake.data.manifest import SPLIT_COLUMN, read_manifest
 from crossfake.data.preprocess import prepare
 from crossfake.data.sources import get_source
 from crossfake.data.sources.base import first_per_method
-from crossfake.data.splits import SplitMode, assign_splits
+from crossfake.data.splits import SplitMode, assign_splits, split_manifest
 from crossfake.data.synth import synthesize
 from crossfake.evaluation.predict import predict_manifest
 from crossfake.experiments.config import ExperimentConfig
@@ -200,10 +200,11 @@ def _data(config: ExperimentConfig, run_dir: Path, record: dict[str, Any], progr
     log.info("prepared %d crops in %.1f s", summary.manifest_rows, time.perf_counter() - started)
 
     spec = config.split_spec()
-    split = assign_splits(read_manifest(prepared), spec)
     split_path = run_dir / SPLIT_FILE
-    if not split_path.is_file() or not _same_rows(read_manifest(split_path), split):
-        write_manifest(split, split_path)
+    # Rewritten only when it changes: a finished method's run records the split's sha256.
+    if not split_path.is_file() or not split_path.with_suffix(".json").is_file() or not _same_rows(
+            read_manifest(split_path), assign_splits(read_manifest(prepared), spec)):
+        split_manifest(prepared / "manifest.parquet", spec, split_path)
     split = read_manifest(split_path)
     _check_split(split, config, split_path)
     audit = audit_split(split)
