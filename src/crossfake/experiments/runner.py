@@ -121,8 +121,9 @@ def run_experiment(
         try:
             if on_method is not None:
                 on_method(name)
+            finished = _run_method(config, name, run_dir, split_path, progress)
             entry.clear()
-            entry.update(_run_method(config, name, run_dir, split_path, progress))
+            entry.update(finished)
         except KeyboardInterrupt:
             raise
         except Exception as e:  # one failing method is recorded; the others go on
