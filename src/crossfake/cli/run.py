@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from crossfake.cli import add_override_argument
 from crossfake.experiments import ExperimentConfig, run_experiment
 from crossfake.reports import headline_text
 from crossfake.utils.errors import CrossfakeError
@@ -37,14 +38,7 @@ def add_experiment_arguments(parser: argparse.ArgumentParser, what: str = "exper
     parser.add_argument(
         "--data", type=Path, metavar="ROOT", help="corpus root (e.g. an FF++ copy); default: the config's"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override a {what} config key, e.g. defaults.train.epochs=2 (repeatable)",
-    )
+    add_override_argument(parser, f"{what} config", "defaults.train.epochs=2")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from accelerate import PartialState
 
+from crossfake.cli import add_override_argument
 from crossfake.training.config import TrainConfig
 from crossfake.training.loop import train
 
@@ -31,14 +32,7 @@ from crossfake.training.loop import train
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="training config: a YAML file or a shipped name (e.g. lora)")
     parser.add_argument("--out", type=Path, help="run directory (overrides the config's `out:`)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. train.epochs=2 or method.r=8 (repeatable)",
-    )
+    add_override_argument(parser, "config", "train.epochs=2 or method.r=8")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
 

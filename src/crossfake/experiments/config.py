@@ -40,7 +40,7 @@ from crossfake.data.preprocess import PrepareConfig
 from crossfake.data.splits import SplitSpec, load_spec
 from crossfake.data.synth import SynthConfig
 from crossfake.training.config import TrainConfig, resolve_config_path
-from crossfake.utils.config import validate_config
+from crossfake.utils.config import read_yaml, validate_config
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.shipped import resolve_shipped, shipped_names
 
@@ -180,7 +180,7 @@ class ExperimentConfig(BaseModel):
         entry = dict(self.methods[name])
         config_name = entry.pop("config", name)
         path = resolve_config_path(config_name)
-        base = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        base = read_yaml(path) or {}
         merged = deep_merge(deep_merge(base, self.defaults), entry)
         merged["data"] = {**merged.get("data", {}), "manifest": str(manifest)}
         merged["out"] = str(out)
@@ -195,11 +195,7 @@ class ExperimentConfig(BaseModel):
     @classmethod
     def from_yaml(cls, name_or_path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
         path = resolve_experiment_path(name_or_path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            raise CrossfakeError(f"{path} is not valid YAML: {e}") from None
-        return cls.parse(data, where=str(path), overrides=overrides)
+        return cls.parse(read_yaml(path), where=str(path), overrides=overrides)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -220,10 +220,10 @@ def _check_split(split: pd.DataFrame, config: ExperimentConfig, where: Path) -> 
     """Every split a method trains or selects on, and every test set, has rows: fail before training."""
     counts = split.groupby([SPLIT_COLUMN, "method"], observed=True).size()
     present = {s for s, _ in counts.index}
-    needed = {config.train_config(name, manifest=where, out=where.parent, check_paths=False).data.train_split
-              for name in config.methods}
-    needed |= {config.train_config(name, manifest=where, out=where.parent, check_paths=False).data.val_split
-               for name in config.methods}
+    needed: set[str] = set()
+    for name in config.methods:
+        data = config.train_config(name, manifest=where, out=where.parent, check_paths=False).data
+        needed |= {data.train_split, data.val_split}
     problems = [f"no rows in split {s!r}" for s in sorted(needed - present)]
     for test_name, test in config.tests.items():
         missing = [m for m in test.sources if (test.split, m) not in counts.index]

@@ -28,7 +28,7 @@ from crossfake.data.splits import SplitMode
 from crossfake.evaluation.aggregate import evaluate_predictions
 from crossfake.experiments.config import ExperimentConfig, deep_merge, resolve_experiment_path
 from crossfake.experiments.runner import DONE, ExperimentRun, read_experiment, run_experiment
-from crossfake.utils.config import apply_overrides, validate_config
+from crossfake.utils.config import apply_overrides, read_yaml, validate_config
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import write_json_atomic, write_table_atomic, write_text_atomic
 from crossfake.utils.logging import get_logger
@@ -59,7 +59,7 @@ class StudyConfig(BaseModel):
         if isinstance(self.experiment, Mapping):
             data = dict(self.experiment)
         else:
-            data = yaml.safe_load(resolve_experiment_path(self.experiment).read_text(encoding="utf-8"))
+            data = read_yaml(resolve_experiment_path(self.experiment))
         data = deep_merge(data, self.experiment_overrides)
         base = ExperimentConfig.parse(data, where=f"experiment {self.experiment if isinstance(self.experiment, str) else ''}")
         if self.method not in base.methods:
@@ -85,11 +85,7 @@ class StudyConfig(BaseModel):
     @classmethod
     def from_yaml(cls, name_or_path: str | Path, overrides: Iterable[str] = ()) -> StudyConfig:
         path = resolve_study_path(name_or_path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            raise CrossfakeError(f"{path} is not valid YAML: {e}") from None
-        return cls.parse(data, where=str(path), overrides=overrides)
+        return cls.parse(read_yaml(path), where=str(path), overrides=overrides)
 
 
 class AblationConfig(StudyConfig):

@@ -38,7 +38,7 @@ from pydantic import (
 )
 
 from crossfake.methods import MethodConfig, method_config
-from crossfake.utils.config import validate_config
+from crossfake.utils.config import read_yaml, validate_config
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.shipped import resolve_shipped, shipped_names
 
@@ -208,10 +208,7 @@ class TrainConfig(BaseModel):
         ``out`` defaults to ``runs/<file stem>`` so that re-running the same file resumes the same run.
         """
         path = resolve_config_path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            raise CrossfakeError(f"{path} is not valid YAML: {e}") from None
+        data = read_yaml(path)
         if isinstance(data, dict) and data.get("out") is None:
             data = {**data, "out": str(Path("runs") / path.stem)}
         return cls.parse(data, where=str(path), overrides=overrides, check_paths=check_paths)

@@ -1,10 +1,11 @@
-"""Validated configs: dotted ``key=value`` overrides, and one way to turn a mapping into a pydantic model
+"""Validated configs: reading YAML, dotted ``key=value`` overrides, and one way to turn a mapping into a pydantic model
 with errors that name the source and every offending key."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
@@ -13,6 +14,14 @@ from pydantic import BaseModel, ValidationError
 from crossfake.utils.errors import CrossfakeError
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML document at ``path`` (None for an empty file); a CrossfakeError naming the file if invalid."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise CrossfakeError(f"{path} is not valid YAML: {e}") from None
 
 
 def validate_config(cls: type[M], data: Any, where: str, overrides: Iterable[str] = (), *, expected: str,

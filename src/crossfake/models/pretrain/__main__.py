@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from crossfake.cli import add_override_argument
 from crossfake.models.backbones.clip import bundled_clip_dir
 from crossfake.models.pretrain.config import PretrainConfig
 from crossfake.models.pretrain.train import pretrain, save_backbone
@@ -20,8 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, help="pretraining YAML (default: configs/pretrain/clip-synth-tiny.yaml)")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: the package's bundled assets/clip-synth-tiny)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set train.steps=50 (repeatable)")
+    add_override_argument(parser, "config", "train.steps=50")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     setup_logging()

@@ -8,15 +8,14 @@ the exact recipe that rebuilds it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from crossfake.utils.config import validate_config
-from crossfake.utils.errors import CrossfakeError
+from crossfake.utils.config import read_yaml, validate_config
+from crossfake.utils.shipped import resolve_shipped
 
 #: The shipped recipe of the bundled ``synth-tiny`` backbone (``configs/pretrain/clip-synth-tiny.yaml``).
 DEFAULT_PRETRAIN_CONFIG = "clip-synth-tiny"
@@ -115,20 +114,8 @@ class PretrainConfig(BaseModel):
     @classmethod
     def from_yaml(cls, path: str | Path | None = None, overrides: Iterable[str] = ()) -> PretrainConfig:
         """Read a YAML file (default: the shipped recipe) and apply dotted ``overrides`` (``train.steps=5``)."""
-        if path is None:
-            text = (resources.files("crossfake") / "configs" / "pretrain" / f"{DEFAULT_PRETRAIN_CONFIG}.yaml"
-                    ).read_text(encoding="utf-8")
-            where = f"configs/pretrain/{DEFAULT_PRETRAIN_CONFIG}.yaml"
-        else:
-            path = Path(path)
-            if not path.is_file():
-                raise CrossfakeError(f"no pretraining config at {path}")
-            text, where = path.read_text(encoding="utf-8"), str(path)
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as e:
-            raise CrossfakeError(f"{where} is not valid YAML: {e}") from None
-        return cls.parse(data, where, overrides)
+        path = resolve_shipped("pretrain", path or DEFAULT_PRETRAIN_CONFIG, "pretraining config")
+        return cls.parse(read_yaml(path) or {}, str(path), overrides)
 
     @classmethod
     def parse(cls, data: dict[str, Any], where: str = "pretraining config",
