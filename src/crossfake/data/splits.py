@@ -42,7 +42,6 @@ kept in the table for the record but belong to no split. Everything is determini
 from __future__ import annotations
 
 from enum import StrEnum
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +55,7 @@ from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import write_json_atomic
 from crossfake.utils.logging import get_logger
 from crossfake.utils.provenance import file_sha256, provenance
+from crossfake.utils.shipped import resolve_shipped, shipped_names
 
 log = get_logger("splits")
 
@@ -145,22 +145,13 @@ class SplitSpec(BaseModel):
 
 def builtin_specs() -> list[str]:
     """Names of the split specs shipped with crossfake (``crossfake/configs/splits/*.yaml``)."""
-    folder = resources.files("crossfake") / "configs" / "splits"
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return shipped_names("splits")
 
 
 def load_spec(name_or_path: str | Path) -> SplitSpec:
-    """Load a shipped spec by name (e.g. ``report1``) or a YAML file by path."""
-    path = Path(name_or_path)
-    if path.suffix in {".yaml", ".yml"} or path.exists():
-        if not path.is_file():
-            raise CrossfakeError(f"split spec file {path} not found")
-        return SplitSpec.from_yaml(path)
-    resource = resources.files("crossfake") / "configs" / "splits" / f"{name_or_path}.yaml"
-    if not resource.is_file():
-        raise CrossfakeError(f"unknown split spec {name_or_path!r}; shipped: {', '.join(builtin_specs())}")
-    with resources.as_file(resource) as p:
-        return SplitSpec.from_yaml(p)
+    """Load a YAML file by path or a shipped spec by name (e.g. ``report1``; a folder named like it does
+    not shadow it)."""
+    return SplitSpec.from_yaml(resolve_shipped("splits", name_or_path, "split spec"))
 
 
 # -- assignment -------------------------------------------------------------------------------------

@@ -303,4 +303,4 @@ def _finished(config: ExperimentConfig, name: str, run_dir: Path, split_path: Pa
         trained = read_run_info(method_dir).config
     except CrossfakeError:
         return False
-    return not trained.differences(config.train_config(name, manifest=split_path, out=method_dir))
+    return not trained.differences(config.train_config(name, manifest=split_path, out=method_dir).resolved())

@@ -170,6 +170,10 @@ class TrainConfig(BaseModel):
         """The learning rate in force: ``train.lr`` or, when null, the method's default."""
         return self.train.lr if self.train.lr is not None else self.method.lr
 
+    def resolved(self) -> TrainConfig:
+        """This config with its derived settings filled in (``train.lr`` = :attr:`lr`), as a run records it."""
+        return self.model_copy(update={"train": self.train.model_copy(update={"lr": self.lr})})
+
     @property
     def eval_batch_size(self) -> int:
         """Images per batch when scoring and extracting features (default: ``train.batch_size``)."""

@@ -538,7 +538,7 @@ def _prepare_run_dir(config: TrainConfig, is_main: bool) -> Path:
     if config.out is None:
         raise CrossfakeError("no run directory: set `out:` in the config or pass --out")
     run_dir = config.out
-    resolved = config.model_copy(update={"train": config.train.model_copy(update={"lr": config.lr})})
+    resolved = config.resolved()
     saved = run_dir / CONFIG_FILE
     if saved.is_file():
         changed = resolved.differences(TrainConfig.from_yaml(saved, check_paths=False))
