@@ -20,6 +20,7 @@ from crossfake.evaluation import metrics
 from crossfake.evaluation.plots import plot_heatmap
 from crossfake.evaluation.tables import render
 from crossfake.reports import build_report, compare_text, headline_text, load_runs, load_summary
+from crossfake.reports.collect import summarise_test_sets
 from crossfake.utils.errors import CrossfakeError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -195,6 +196,18 @@ def test_files_and_known_numbers(built):
     assert "Test set nt" in text and "Test set mixed" in text and "frame AUC [CI]" in text
     perfect = next(line for line in text.splitlines() if line.startswith("perfect"))
     assert perfect.split()[1:3] == ["1.000", "[1.000,"]
+    # The cross-test-set table: no test set's manipulation was trained on (FaceSwap is train/val only).
+    assert "Frame AUC across test sets" in text and "nt (unseen)" in text and "mixed (unseen)" in text
+    assert load_summary(run).seen == {"nt": "unseen", "mixed": "unseen"}  # kept in metrics.json
+
+
+def test_test_sets_say_whether_their_manipulations_were_trained_on():
+    manifest = split_manifest()
+    sets = {"fs": {"split": "val", "sources": ["real", "FaceSwap"]}, "nt": {"split": "test"}, "val": {"split": "val"}}
+    assert dict(zip(*summarise_test_sets(manifest, sets)[["test_set", "seen"]].T.values, strict=True)) == {
+        "fs": "seen", "nt": "unseen", "val": "seen"}
+    manifest.loc[manifest["method"] == "NeuralTextures", "split"] = "val"  # val: FaceSwap and NeuralTextures
+    assert summarise_test_sets(manifest, {"val": {"split": "val"}})["seen"].tolist() == ["partly"]
 
 
 class _Images(HTMLParser):

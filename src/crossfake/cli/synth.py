@@ -2,8 +2,8 @@
 
 Procedural faces (many identities, head motion, skin texture) are rendered into H.264 videos, and each
 pair of originals (a, b) gives the fakes a_b and b_a of every chosen method, with artifacts that differ
-the way the real methods' do: FaceSwap (colour mismatch, seam), Deepfakes (blurry low-res face),
-Face2Face (expression warp) and NeuralTextures (smoothed mouth). Beside the videos come FF++'s split files
+the way the real methods' do: FaceSwap (soft re-rendered face, colour mismatch, seam), Deepfakes (blurry
+low-res face), Face2Face (expression warp) and NeuralTextures (smoothed mouth). Beside the videos come FF++'s split files
 (train/val/test.json, 72/14/14% of the pairs) and conversion_dict.json, where a few YouTube sources
 supply two originals of the same person, one of them across two splits. synth.json records the config,
 and per original its identity and ground-truth face boxes.

@@ -142,7 +142,8 @@ def _overview(data: ReportData) -> list[Block]:
 
 
 def _results(data: ReportData, figures: dict[tuple[str, str | None], str]) -> list[Block]:
-    blocks: list[Block] = [Heading("Results"), Para(tables.HEADLINE_NOTE)]
+    blocks: list[Block] = [Heading("Results"), TableBlock(tables.generalisation_table(data.summary)),
+                           Para(tables.GENERALISATION_NOTE), Para(tables.HEADLINE_NOTE)]
     for test_set in data.summary.test_sets:
         blocks.append(TableBlock(tables.headline_table(data.summary, test_set)))
         if (test_set, None) in figures:
@@ -385,4 +386,6 @@ def headline_text(run_dir: Path | Summary, fmt: Format = "text") -> str:
     EER, trainable parameters, train time), e.g. for a terminal; reads (or builds) RUN/report."""
     summary = run_dir if isinstance(run_dir, Summary) else load_summary(run_dir)
     blocks = [render_titled(tables.headline_table(summary, test_set), fmt) for test_set in summary.test_sets]
-    return "\n\n".join(blocks) + f"\n\n{tables.HEADLINE_NOTE}"
+    blocks += [tables.HEADLINE_NOTE, render_titled(tables.generalisation_table(summary), fmt),
+               tables.GENERALISATION_NOTE]
+    return "\n\n".join(blocks)

@@ -46,6 +46,8 @@ RESULT_COLUMNS: tuple[str, ...] = ("test_set", "method", "threshold", "threshold
 EXPLANATION_COLUMNS: tuple[str, ...] = ("explanation", "reasoning")
 EXPLANATION_DETAILS: tuple[str, ...] = ("verdict", "confidence", "artifacts")
 NO_SPLIT = "none"
+#: Whether a test set's manipulations were trained on: all of them, none, or some.
+SEEN, UNSEEN, PARTLY = "seen", "unseen", "partly"
 TOTAL = "total"
 #: Evaluation settings shared by every evaluation of a report (the threshold differs, so it is left out).
 INFO_KEYS: tuple[str, ...] = ("n_boot", "confidence", "seed", "bootstrap", "subgroups", "fpr_targets")
@@ -63,6 +65,8 @@ class Summary:
         results: tidy metrics, columns :data:`RESULT_COLUMNS`.
         provenance: the experiment's (versions, git state, command line, time).
         run_dir: the experiment run directory, when known.
+        seen: test set -> whether the manipulations of its fakes were trained on (``seen``, ``unseen`` or
+            ``partly``; absent when the split manifest was not readable).
     """
 
     name: str
@@ -72,6 +76,7 @@ class Summary:
     results: pd.DataFrame
     provenance: dict[str, Any] = field(default_factory=dict)
     run_dir: Path | None = None
+    seen: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], run_dir: Path | None = None) -> Summary:
@@ -80,8 +85,9 @@ class Summary:
         for col in ("threshold_value", "value", "ci_low", "ci_high"):
             results[col] = results[col].astype(float)
         experiment = d["experiment"]
+        seen = {r["test_set"]: r["seen"] for r in d.get("test_sets") or [] if r.get("seen")}
         return cls(experiment["name"], experiment.get("description", ""), list(experiment["test_sets"]),
-                   d["methods"], results, experiment.get("provenance") or {}, run_dir)
+                   d["methods"], results, experiment.get("provenance") or {}, run_dir, seen)
 
 
 @dataclass
@@ -216,7 +222,11 @@ def split_table(manifest: pd.DataFrame) -> pd.DataFrame:
     return table[["source", "split", "videos", "frames", "identities"]]
 
 
-def _test_set_table(manifest: pd.DataFrame, test_sets: dict[str, dict[str, Any]]) -> pd.DataFrame:
+def summarise_test_sets(manifest: pd.DataFrame, test_sets: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Per test set: its split, sources, real and fake videos and frames, and whether its manipulations
+    were trained on (``seen`` / ``unseen`` / ``partly``: the fake sources with rows in the train split)."""
+    train = manifest.loc[(manifest[SPLIT_COLUMN] == "train").fillna(False).to_numpy()]
+    trained_on = set(train.loc[parse_labels(train["label"]) == 1, "method"]) if len(train) else set()
     rows = []
     for name, spec in test_sets.items():
         split, sources = spec.get("split", "test"), spec.get("sources")
@@ -225,11 +235,14 @@ def _test_set_table(manifest: pd.DataFrame, test_sets: dict[str, dict[str, Any]]
             part = part.loc[part["method"].isin(sources)]
         labels = parse_labels(part["label"]) if len(part) else np.zeros(0, dtype=np.int8)
         real, fake = part.loc[labels == 0], part.loc[labels == 1]
+        manipulations = set(fake["method"])
+        trained = manipulations & trained_on
         rows.append({
             "test_set": name, "split": split,
             "sources": ", ".join(sources or sorted(part["method"].unique())),
             "real_videos": real["video_id"].nunique(), "real_frames": len(real),
             "fake_videos": fake["video_id"].nunique(), "fake_frames": len(fake),
+            "seen": SEEN if manipulations and trained == manipulations else UNSEEN if not trained else PARTLY,
         })
     return pd.DataFrame(rows)
 
@@ -253,7 +266,8 @@ def _split_section(data: ReportData) -> None:
         data.split_notes.append(f"the split manifest lacks column(s) {missing}: no split table")
         return
     data.split_table = split_table(manifest)
-    data.test_set_table = _test_set_table(manifest, data.experiment.test_sets)
+    data.test_set_table = summarise_test_sets(manifest, data.experiment.test_sets)
+    data.summary.seen = dict(zip(data.test_set_table["test_set"], data.test_set_table["seen"], strict=True))
     try:
         from crossfake.data.audit import audit_split
 

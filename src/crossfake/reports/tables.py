@@ -213,11 +213,36 @@ def split_counts_table(table: pd.DataFrame) -> Table:
 
 
 def test_sets_table(table: pd.DataFrame) -> Table:
-    """Per test set: its split, its sources and its real and fake videos and frames."""
-    header = ["test set", "split", "sources", "real videos", "real frames", "fake videos", "fake frames"]
+    """Per test set: its split, its sources, its real and fake videos and frames, and whether its
+    manipulations were trained on."""
+    header = ["test set", "split", "sources", "real videos", "real frames", "fake videos", "fake frames",
+              "in training"]
     rows = [[r.test_set, str(r.split), r.sources, format_count(r.real_videos), format_count(r.real_frames),
-             format_count(r.fake_videos), format_count(r.fake_frames)] for r in table.itertuples()]
-    return Table("Test sets", header, rows, "lll" + "r" * 4)
+             format_count(r.fake_videos), format_count(r.fake_frames), getattr(r, "seen", MISSING)]
+            for r in table.itertuples()]
+    return Table("Test sets", header, rows, "lll" + "r" * 4 + "l")
+
+
+GENERALISATION_NOTE = (
+    "Frame AUC [CI] of every method on every test set. A test set is seen when its manipulations were in "
+    "the training data (on other identities) and unseen when they were not: the gap between the two is the "
+    "cross-manipulation drop. val AUC: on the validation split, where the checkpoint was chosen."
+)
+
+
+def generalisation_table(summary: Summary, digits: int = 3) -> Table:
+    """method | val AUC | frame AUC [CI] per test set (its title says whether it was seen in training)."""
+    lookup = _Lookup(summary)
+    header = ["method", "val AUC"] + [
+        f"{t} ({summary.seen[t]})" if t in summary.seen else t for t in summary.test_sets]
+    rows = []
+    for method, record in summary.methods.items():
+        cells = []
+        for test_set in summary.test_sets:
+            status = _status(summary, lookup, test_set, method)
+            cells.append(f"({status})" if status else lookup.cell(test_set, method, "auc", digits, ci=True))
+        rows.append([method, format_number(record.get("val_auc"), digits), *cells])
+    return Table("Frame AUC across test sets", header, rows, "l" + "r" * (len(header) - 1))
 
 
 def compare_tables(

@@ -7,8 +7,9 @@ their artifacts differ the way the real methods' do:
 ========================  ======================================  =========================================
 method                    what changes                            the trace it leaves
 ========================  ======================================  =========================================
-``FaceSwap``              inner face replaced by the source's,    colour mismatch, a sharp seam at the
-                          fitted to the target's landmarks        boundary of the pasted region
+``FaceSwap``              inner face replaced by the source's,    a soft (low-resolution) face texture
+                          fitted to the target's landmarks,       without camera noise, colour mismatch,
+                          rendered from a coarse face model       a sharp seam at the pasted region's edge
 ``Deepfakes``             whole face replaced by the source's,    blurry face (decoded from a low-res
                           decoded at low resolution               autoencoder), no sensor noise, soft blend,
                                                                   slight frame-to-frame colour flicker
@@ -151,24 +152,31 @@ _LANDMARK_FIELDS = (
 def face_swap(target: Clip, source: Clip, rng: np.random.Generator) -> np.ndarray:
     """Paste the source's inner face, fitted to the target's landmarks, with imperfect colour matching.
 
-    FaceSwap fits a face model to the target's landmarks and blends the source's texture onto it: the
-    features sit where the target's are but look like the source's (skin, eyes, brows, lips). Its colour
-    correction is only partial and the hull of the landmarks leaves a visible seam.
+    FaceSwap fits a coarse face model to the target's landmarks and renders the source's texture onto it:
+    the features sit where the target's are but look like the source's (skin, eyes, brows, lips), and the
+    rendered face is visibly softer than the footage around it and carries little of its camera noise.
+    Its colour correction is only partial and the hull of the landmarks leaves a visible seam.
+
+    The softness is strong on purpose (a blur of about two pixels at the default size): the synthetic
+    benchmark is meant to be learnable in CPU minutes by a small backbone (the demo's), and a detector
+    that learns it should still fail where a manipulation leaves another trace (NeuralTextures' mouth).
     """
     tr = target.renderer
     landmarks = {name: getattr(tr.identity, name) for name in _LANDMARK_FIELDS}
     sr = FaceRenderer(dataclasses.replace(source.renderer.identity, **landmarks), tr.width, tr.height)
     # Correct only part of the skin-tone difference (plus a small random tint): the mismatch is the cue.
-    gain = (np.array(tr.identity.skin) / np.array(sr.identity.skin)) ** rng.uniform(0.7, 0.85)
+    gain = (np.array(tr.identity.skin) / np.array(sr.identity.skin)) ** rng.uniform(0.4, 0.6)
     gain = (gain * rng.uniform(0.96, 1.04, 3)).astype(np.float32)
+    # The source's texture is rendered from a low-resolution face model: softer than the footage.
+    sigma = rng.uniform(2.0, 2.6) * tr.unit / 40
     patch = _Patch(_region("inner", tr, sr, feather=0.015))  # a nearly hard edge: the seam
     out = target.clean + target.noise
     for t in range(target.motion.n_frames):
         win = _Window(tr, patch, tr.matrix(target.motion, t))
-        face = win.warp(patch.crop(_posed_face(sr, target, t)) * gain)
+        face = win.warp(cv2.GaussianBlur(patch.crop(_posed_face(sr, target, t)), (0, 0), sigma) * gain)
         a = win.warp(patch.mask)
-        clean = target.clean[t][win.slices]
-        out[t][win.slices] = clean * (1 - a) + face * a + target.noise[t][win.slices]
+        clean, noise = target.clean[t][win.slices], target.noise[t][win.slices]
+        out[t][win.slices] = clean * (1 - a) + face * a + noise * (1 - 0.8 * a)
     return out
 
 
