@@ -318,8 +318,12 @@ def test_compare_two_runs(built, tmp_path, capsys):
     assert pick[("better", "nt", "gaussian", "auc")] > pick[("synthetic", "nt", "gaussian", "auc")]
     page = _Images()
     page.feed((out / "compare.html").read_text())
-    assert "table" in page.tags and not page.sources and not page.tags & {"script", "link"}
-    assert "| perfect | 1.000 | 1.000 | 1.000 | 1.000 |" in (out / "compare.md").read_text()
+    assert "table" in page.tags and not page.tags & {"script", "link"}
+    # One heatmap of the first metric per test set, embedded in the page.
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["auc_mixed.png", "auc_nt.png"]
+    assert len(page.sources) == 2 and all(src.startswith("data:image/png;base64,") for src in page.sources)
+    md = (out / "compare.md").read_text()
+    assert "| perfect | 1.000 | 1.000 | 1.000 | 1.000 |" in md and "(figures/auc_nt.png)" in md
 
 
 def test_bad_run_directories(tmp_path, capsys):

@@ -3,8 +3,9 @@
 Each RUN is an experiment run directory written by `crossfake run`. Its numbers come from
 RUN/report/metrics.json, which is built first when missing or older than the run's predictions (as
 `crossfake report RUN` would). Threshold metrics are taken at each method's validation threshold.
-Prints the tables; with --out, also writes OUT/compare.md, OUT/compare.html (self-contained) and
-OUT/compare.csv (run, test_set, method, metric, value).
+Prints the tables; with --out, also writes OUT/compare.md, OUT/compare.html (self-contained),
+OUT/compare.csv (run, test_set, method, metric, value) and OUT/figures/ (a heatmap of the first metric
+over method x run per test set).
 
 Metrics (--metric, repeatable): auc, eer, accuracy, balanced_accuracy, real_acc, fake_acc, f1, ap (frame
 level), video_auc, video_eer, video_accuracy, video_balanced_accuracy (video = mean of frame scores),
@@ -29,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN", help="experiment run directories")
     parser.add_argument("--metric", action="append", choices=list(METRICS), dest="metrics",
                         help=f"metric column (repeatable; default: {' '.join(DEFAULT_COMPARE_METRICS)})")
-    parser.add_argument("--out", type=Path, help="also write compare.md, compare.html and compare.csv here")
+    parser.add_argument("--out", type=Path, help="also write compare.md, compare.html, compare.csv and figures/ here")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                         help="bootstrap resamples for reports that have to be built")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed for reports that have to be built")

@@ -62,7 +62,8 @@ class ReportPaths:
     figures: list[Path] = field(default_factory=list)
 
 
-def _slug(text: str) -> str:
+def file_slug(text: str) -> str:
+    """``text`` reduced to a safe file-name part (a test set or method name in a figure's file name)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
 
 
@@ -95,7 +96,7 @@ def draw_figures(data: ReportData, root: Path) -> dict[tuple[str, str | None], s
             evaluation = data.evaluations.get((test_set, method))
             if evaluation is None:
                 continue
-            rel = f"{FIGURES}/roc_{_slug(test_set)}__{_slug(method)}.png"
+            rel = f"{FIGURES}/roc_{file_slug(test_set)}__{file_slug(method)}.png"
             try:
                 plot_roc(evaluation, root / rel, title=f"{method} on {test_set}")
             except CrossfakeError as e:
@@ -107,7 +108,7 @@ def draw_figures(data: ReportData, root: Path) -> dict[tuple[str, str | None], s
                 if curve is not None:
                     overlay[title].append(replace(curve, label=method))
         if any(overlay.values()):
-            rel = f"{FIGURES}/roc_{_slug(test_set)}__all_methods.png"
+            rel = f"{FIGURES}/roc_{file_slug(test_set)}__all_methods.png"
             plot_roc(overlay, root / rel, title=f"All methods on {test_set}")
             figures[(test_set, None)] = rel
     return figures

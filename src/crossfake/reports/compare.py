@@ -1,4 +1,5 @@
-"""Several experiment runs side by side: per test set, one row per method and one column per run × metric.
+"""Several experiment runs side by side: per test set, one row per method and one column per run × metric,
+and a heatmap of the first metric over method × run.
 
 Each run's numbers come from its RUN/report/metrics.json, which is built (or rebuilt, when a predictions
 file or experiment.json changed since) first, so comparing never reads a stale report.
@@ -10,11 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
+from crossfake.evaluation.plots import plot_heatmap
 from crossfake.evaluation.tables import MISSING, Format, Table, render_titled
 from crossfake.reports import tables
-from crossfake.reports.build import load_summary
+from crossfake.reports.build import FIGURES, file_slug, load_summary
 from crossfake.reports.collect import Summary
-from crossfake.reports.document import Block, Heading, Para, TableBlock, to_html, to_markdown
+from crossfake.reports.document import Block, Heading, Image, Para, TableBlock, to_html, to_markdown
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import write_table_atomic, write_text_atomic
 from crossfake.utils.logging import get_logger
@@ -71,6 +75,24 @@ def _note(metrics: Sequence[str]) -> str:
             "that run; (absent): not part of that run.")
 
 
+def _test_sets(summaries: dict[str, Summary]) -> list[str]:
+    """Every run's test sets, in first-seen order (the order of :func:`tables.compare_tables`)."""
+    return list(dict.fromkeys(t for s in summaries.values() for t in s.test_sets))
+
+
+def _draw_figures(records: pd.DataFrame, metric: str, out: Path) -> dict[str, str]:
+    """One heatmap per test set of ``metric`` over method x run; test set -> path relative to ``out``."""
+    figures = {}
+    for test_set, part in records.loc[records["metric"] == metric].groupby("test_set", sort=False):
+        if part["value"].notna().any():
+            rel = f"{FIGURES}/{metric}_{file_slug(str(test_set))}.png"
+            name = tables.METRICS[metric][0]
+            plot_heatmap(part.rename(columns={"value": name}), "method", "run", name, out / rel,
+                         title=f"{name} on {test_set}")
+            figures[str(test_set)] = rel
+    return figures
+
+
 def compare_text(
     summaries: dict[str, Summary], metrics: Sequence[str] = tables.DEFAULT_COMPARE_METRICS, fmt: Format = "text"
 ) -> str:
@@ -83,21 +105,27 @@ def compare_text(
 def write_comparison(
     summaries: dict[str, Summary], out: Path, metrics: Sequence[str] = tables.DEFAULT_COMPARE_METRICS
 ) -> ComparePaths:
-    """Write OUT/compare.md, OUT/compare.html (self-contained) and OUT/compare.csv (tidy numbers) for runs
-    loaded with :func:`load_runs`."""
+    """Write OUT/compare.md, OUT/compare.html (self-contained), OUT/compare.csv (tidy numbers) and a heatmap
+    of the first metric per test set (OUT/figures/) for runs loaded with :func:`load_runs`."""
     metrics = check_metrics(metrics)
+    out = Path(out)
+    records = tables.compare_records(summaries, metrics)
+    figures = _draw_figures(records, metrics[0], out)
     blocks: list[Block] = [
         Heading("Comparison of experiment runs", 1),
         TableBlock(_runs_table(summaries), titled=False),
         Heading("Results"),
         Para(_note(metrics)),
-        *(TableBlock(t) for t in tables.compare_tables(summaries, metrics)),
     ]
-    out = Path(out)
+    for table, test_set in zip(tables.compare_tables(summaries, metrics), _test_sets(summaries), strict=True):
+        blocks.append(TableBlock(table))
+        if test_set in figures:
+            blocks.append(Image(figures[test_set], f"{tables.METRICS[metrics[0]][0]} per method and run on "
+                                f"{test_set} (blank: no number)"))
     paths = ComparePaths(out, out / "compare.md", out / "compare.html", out / "compare.csv")
     write_text_atomic(paths.markdown, to_markdown(blocks))
     write_text_atomic(paths.html, to_html(blocks, "crossfake comparison", out))
-    write_table_atomic(paths.csv, tables.compare_records(summaries, metrics))
+    write_table_atomic(paths.csv, records)
     log.info("wrote the comparison of %d runs to %s", len(summaries), out)
     return paths
 
