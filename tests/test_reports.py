@@ -208,6 +208,7 @@ def test_test_sets_say_whether_their_manipulations_were_trained_on():
         "fs": "seen", "nt": "unseen", "val": "seen"}
     manifest.loc[manifest["method"] == "NeuralTextures", "split"] = "val"  # val: FaceSwap and NeuralTextures
     assert summarise_test_sets(manifest, {"val": {"split": "val"}})["seen"].tolist() == ["partly"]
+    assert summarise_test_sets(manifest, {"reals": {"sources": ["real"]}})["seen"].tolist() == ["no fakes"]
 
 
 class _Images(HTMLParser):

@@ -46,8 +46,8 @@ RESULT_COLUMNS: tuple[str, ...] = ("test_set", "method", "threshold", "threshold
 EXPLANATION_COLUMNS: tuple[str, ...] = ("explanation", "reasoning")
 EXPLANATION_DETAILS: tuple[str, ...] = ("verdict", "confidence", "artifacts")
 NO_SPLIT = "none"
-#: Whether a test set's manipulations were trained on: all of them, none, or some.
-SEEN, UNSEEN, PARTLY = "seen", "unseen", "partly"
+#: Whether a test set's manipulations were trained on: all of them, none, or some (or it has no fakes).
+SEEN, UNSEEN, PARTLY, NO_FAKES = "seen", "unseen", "partly", "no fakes"
 TOTAL = "total"
 #: Evaluation settings shared by every evaluation of a report (the threshold differs, so it is left out).
 INFO_KEYS: tuple[str, ...] = ("n_boot", "confidence", "seed", "bootstrap", "subgroups", "fpr_targets")
@@ -65,8 +65,8 @@ class Summary:
         results: tidy metrics, columns :data:`RESULT_COLUMNS`.
         provenance: the experiment's (versions, git state, command line, time).
         run_dir: the experiment run directory, when known.
-        seen: test set -> whether the manipulations of its fakes were trained on (``seen``, ``unseen`` or
-            ``partly``; absent when the split manifest was not readable).
+        seen: test set -> whether the manipulations of its fakes were trained on (``seen``, ``unseen``,
+            ``partly`` or ``no fakes``; absent when the split manifest was not readable).
     """
 
     name: str
@@ -242,7 +242,8 @@ def summarise_test_sets(manifest: pd.DataFrame, test_sets: dict[str, dict[str, A
             "sources": ", ".join(sources or sorted(part["method"].unique())),
             "real_videos": real["video_id"].nunique(), "real_frames": len(real),
             "fake_videos": fake["video_id"].nunique(), "fake_frames": len(fake),
-            "seen": SEEN if manipulations and trained == manipulations else UNSEEN if not trained else PARTLY,
+            "seen": NO_FAKES if not manipulations else SEEN if trained == manipulations else PARTLY if trained
+            else UNSEEN,
         })
     return pd.DataFrame(rows)
 

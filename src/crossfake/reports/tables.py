@@ -225,8 +225,8 @@ def test_sets_table(table: pd.DataFrame) -> Table:
 
 GENERALISATION_NOTE = (
     "Frame AUC [CI] of every method on every test set. A test set is seen when its manipulations were in "
-    "the training data (on other identities) and unseen when they were not: the gap between the two is the "
-    "cross-manipulation drop. val AUC: on the validation split, where the checkpoint was chosen."
+    "the training data and unseen when they were not: the gap between the two is the cross-manipulation "
+    "drop. val AUC: on the validation split, where the checkpoint was chosen."
 )
 
 
