@@ -19,6 +19,7 @@ from crossfake.data.manifest import SPLIT_COLUMN, read_manifest
 from crossfake.evaluation.predict import predict_manifest
 from crossfake.methods import create_detector
 from crossfake.training import load_run
+from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.logging import LOGGER_NAME
 from crossfake.vlm.backends import create_backend, list_backends
 from crossfake.vlm.prompts import load_prompt
@@ -54,6 +55,22 @@ def test_prompts_load_and_record_their_version() -> None:
     assert all(f"{i}. " in forensic.instruction for i in range(1, 11))
     assert classify.instruction.startswith("Please classify the following image as real or fake")
     assert classify.answer_prefix == "The class of this image is " and classify.system is None
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("name: x\nversion: 1\ninstruction: [unclosed\n", "is not valid YAML"),
+    ("- a list\n", "expected a mapping with the template's fields"),
+    ("name: x\nversion: 1\n", "is invalid: instruction: Field required"),
+    ("name: x\nversion: 1\ninstruction: hi\nanswer_prefx: <a>\n", "answer_prefx: unknown key"),
+])
+def test_bad_prompt_templates_name_the_file_and_the_field(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    with pytest.raises(CrossfakeError, match=message) as info:
+        load_prompt(path)
+    assert "mine.yaml" in str(info.value)
+    with pytest.raises(CrossfakeError, match=r"no prompt template at nosuch \(shipped: classify_v1, "):
+        load_prompt("nosuch")
 
 
 def test_one_finite_score_and_parsed_answer_per_image(detector) -> None:

@@ -46,11 +46,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crossfake.data.audit import AuditReport, audit_split
 from crossfake.data.manifest import REAL, SPLIT_COLUMN, SPLITS, read_manifest, write_manifest
+from crossfake.utils.config import read_yaml, validate_config
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import write_json_atomic
 from crossfake.utils.logging import get_logger
@@ -125,22 +125,11 @@ class SplitSpec(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SplitSpec:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as e:
-            raise CrossfakeError(f"cannot read split spec {path}: {e}") from e
-        return cls.parse(data, where=str(path))
+        return cls.parse(read_yaml(Path(path)), where=str(path))
 
     @classmethod
     def parse(cls, data: object, where: str = "split spec") -> SplitSpec:
-        if not isinstance(data, dict):
-            raise CrossfakeError(f"{where}: expected a mapping with 'sources:', got {type(data).__name__}")
-        try:
-            return cls.model_validate(data)
-        except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'spec'}: {err['msg']}" for err in e.errors())
-            raise CrossfakeError(f"{where} is invalid: {problems}") from None
+        return validate_config(cls, data, where, expected="'sources:'")
 
 
 def builtin_specs() -> list[str]:

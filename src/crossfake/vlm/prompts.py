@@ -12,14 +12,13 @@ name (``forensic_xml_v1``); any other YAML file is loaded by path. A run records
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from crossfake.utils.errors import CrossfakeError
+from crossfake.utils.config import read_yaml, validate_config
+from crossfake.utils.shipped import resolve_shipped, shipped_names
 
 
 class PromptTemplate(BaseModel):
@@ -63,22 +62,12 @@ class PromptTemplate(BaseModel):
 
 def prompt_path(name_or_path: str | Path) -> Path:
     """The file of a shipped template (``forensic_xml_v1``) or an existing YAML path."""
-    path = Path(name_or_path).expanduser()
-    if path.is_file():
-        return path
-    resource = resources.files("crossfake") / "configs" / "prompts" / f"{name_or_path}.yaml"
-    if not resource.is_file():
-        raise CrossfakeError(
-            f"no prompt template {str(name_or_path)!r}: not a file, and not a shipped template "
-            f"({', '.join(shipped_prompts())})"
-        )
-    return Path(str(resource))
+    return resolve_shipped("prompts", name_or_path, "prompt template")
 
 
 def shipped_prompts() -> list[str]:
     """Names of the templates shipped in ``crossfake/configs/prompts``."""
-    folder = resources.files("crossfake") / "configs" / "prompts"
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return shipped_names("prompts")
 
 
 def load_prompt(name_or_path: str | Path) -> PromptTemplate:
@@ -88,14 +77,5 @@ def load_prompt(name_or_path: str | Path) -> PromptTemplate:
         CrossfakeError: the template is missing, not YAML, or invalid (naming the file and the field).
     """
     path = prompt_path(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise CrossfakeError(f"prompt template {path} is not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise CrossfakeError(f"prompt template {path}: expected a mapping of fields")
-    try:
-        return PromptTemplate(**data)
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        raise CrossfakeError(f"prompt template {path} is invalid: {problems}") from None
+    return validate_config(PromptTemplate, read_yaml(path), f"prompt template {path}",
+                           expected="the template's fields")
