@@ -30,6 +30,7 @@ from crossfake.training import checkpoint as ckpt
 from crossfake.training.config import resolve_config_path
 from crossfake.training.data import FaceCropDataset, read_training_manifest, training_rows
 from crossfake.training.features import cache_key
+from crossfake.utils.config import read_yaml
 from crossfake.utils.errors import CrossfakeError
 
 #: (real videos, fake videos) per split; 3 frames each.
@@ -458,6 +459,8 @@ def test_unknown_config_file(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("method: [unclosed")
     with pytest.raises(CrossfakeError, match="bad.yaml is not valid YAML"):
         TrainConfig.from_yaml(tmp_path / "bad.yaml")
+    with pytest.raises(CrossfakeError, match="cannot read .*: Is a directory"):  # every config reader's
+        read_yaml(tmp_path)
 
 
 # -- loading runs -----------------------------------------------------------------------------------------

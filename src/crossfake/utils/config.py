@@ -17,9 +17,12 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def read_yaml(path: Path) -> Any:
-    """The YAML document at ``path`` (None for an empty file); a CrossfakeError naming the file if invalid."""
+    """The YAML document at ``path`` (None for an empty file); a CrossfakeError naming the file if it is
+    unreadable or not YAML."""
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise CrossfakeError(f"cannot read {path}: {e.strerror or e}") from None
     except yaml.YAMLError as e:
         raise CrossfakeError(f"{path} is not valid YAML: {e}") from None
 
