@@ -75,11 +75,6 @@ def _note(metrics: Sequence[str]) -> str:
             "that run; (absent): not part of that run.")
 
 
-def _test_sets(summaries: dict[str, Summary]) -> list[str]:
-    """Every run's test sets, in first-seen order (the order of :func:`tables.compare_tables`)."""
-    return list(dict.fromkeys(t for s in summaries.values() for t in s.test_sets))
-
-
 def _draw_figures(records: pd.DataFrame, metric: str, out: Path) -> dict[str, str]:
     """One heatmap per test set of ``metric`` over method x run; test set -> path relative to ``out``."""
     figures = {}
@@ -117,7 +112,8 @@ def write_comparison(
         Heading("Results"),
         Para(_note(metrics)),
     ]
-    for table, test_set in zip(tables.compare_tables(summaries, metrics), _test_sets(summaries), strict=True):
+    test_sets = tables.compare_test_sets(summaries)
+    for table, test_set in zip(tables.compare_tables(summaries, metrics), test_sets, strict=True):
         blocks.append(TableBlock(table))
         if test_set in figures:
             blocks.append(Image(figures[test_set], f"{tables.METRICS[metrics[0]][0]} per method and run on "

@@ -218,7 +218,7 @@ def test_sets_table(table: pd.DataFrame) -> Table:
     header = ["test set", "split", "sources", "real videos", "real frames", "fake videos", "fake frames",
               "in training"]
     rows = [[r.test_set, str(r.split), r.sources, format_count(r.real_videos), format_count(r.real_frames),
-             format_count(r.fake_videos), format_count(r.fake_frames), getattr(r, "seen", MISSING)]
+             format_count(r.fake_videos), format_count(r.fake_frames), r.seen]
             for r in table.itertuples()]
     return Table("Test sets", header, rows, "lll" + "r" * 4 + "l")
 
@@ -245,12 +245,17 @@ def generalisation_table(summary: Summary, digits: int = 3) -> Table:
     return Table("Frame AUC across test sets", header, rows, "l" + "r" * (len(header) - 1))
 
 
+def compare_test_sets(summaries: dict[str, Summary]) -> list[str]:
+    """Every run's test sets, in first-seen order: the order of :func:`compare_tables`."""
+    return list(dict.fromkeys(t for s in summaries.values() for t in s.test_sets))
+
+
 def compare_tables(
     summaries: dict[str, Summary], metrics: Sequence[str] = DEFAULT_COMPARE_METRICS, digits: int = 3
 ) -> list[Table]:
     """Per test set (of any run), one row per method (of any run), one column per run × metric."""
     lookups = {label: _Lookup(s) for label, s in summaries.items()}
-    test_sets = list(dict.fromkeys(t for s in summaries.values() for t in s.test_sets))
+    test_sets = compare_test_sets(summaries)
     methods = list(dict.fromkeys(m for s in summaries.values() for m in s.methods))
     header = ["method", *(f"{label}: {METRICS[k][0]}" for label in summaries for k in metrics)]
     tables = []
