@@ -93,6 +93,13 @@ def test_official_mode_keeps_pairs_and_reports_youtube_straddle(manifest: pd.Dat
     # 004 (train) and 099 (test) come from one YouTube video: same group on two sides.
     assert report.overlaps.set_index("pair").loc["train-test", "groups"] >= 1
     assert report.overlaps["people"].sum() == 0
+    # ...and names that group with the people on each side, not only a count.
+    shared = report.shared_groups.set_index("group")
+    assert shared.loc["ffpp:person:004", ["splits", "train", "val", "test"]].tolist() == [
+        "train, test", ["004", "005"], [], ["098", "099"]
+    ]
+    assert "ffpp:person:004   train: 004, 005   test: 098, 099" in report.format()
+    assert report.to_dict()["shared_groups"] == shared.reset_index().to_dict(orient="records")
 
 
 def test_unlisted_and_zero_share_rows_get_no_split(manifest: pd.DataFrame):

@@ -97,8 +97,8 @@ def test_conversion_dict_shares_youtube_sources_like_ffpp(dataset: Path) -> None
     conversion = load(dataset, "conversion_dict.json")
     meta = load(dataset, "synth.json")["videos"]
     assert sorted(conversion) == [f"{i:03d}" for i in range(SMALL.n_videos)]
-    # FF++'s format: an 11-character YouTube id and the sequence index within that video.
-    assert all(re.fullmatch(r"[A-Za-z0-9]{11}_\d", v) for v in conversion.values())
+    # FF++'s format: an 11-character YouTube id, a space and the sequence index within that video.
+    assert all(re.fullmatch(r"[A-Za-z0-9]{11} \d", v) for v in conversion.values())
     by_source: dict[str, list[str]] = {}
     for name, value in conversion.items():
         by_source.setdefault(value[:11], []).append(name)

@@ -1,7 +1,9 @@
 """Report the identities, identity groups and videos that a split shares between train, val and test.
 
-Also prints the videos and frames per source × split, like the reports' tables, and how many test videos
-show a person seen in training. With --strict the exit status is 1 when anything is shared, so a
+Lists every identity group found on several sides with its people in each split (on FF++'s official
+split: the originals cut from one YouTube video, e.g. 605 in train and 606 in test). Also prints the
+videos and frames per source × split, like the reports' tables, and how many test videos show a person
+seen in training. With --strict the exit status is 1 when anything is shared, so a
 pipeline can refuse a leaky split.
 
 Example:

@@ -1,8 +1,10 @@
 """Audit a split: who and what is shared between train, val and test, and how much each source gives.
 
 A split leaks when a person, an identity group or a video appears on two sides. The audit counts all
-three for every pair of splits, names a few examples, and also counts the *test videos that show a person
-seen in training* — the figure that explains inflated cross-manipulation AUCs.
+three for every pair of splits, names a few examples, lists every identity group found on several sides
+with its people in each (so FF++'s official split shows which pairs share a YouTube source across the
+split: 605/606, 639/640, …), and also counts the *test videos that show a person seen in training* — the
+figure that explains inflated cross-manipulation AUCs.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import pandas as pd
 from crossfake.data.manifest import REAL, SPLIT_COLUMN, SPLITS
 from crossfake.utils.errors import CrossfakeError
 
+SHOW_GROUPS = 20
+"""How many shared identity groups :meth:`AuditReport.format` lists (``to_dict`` has them all)."""
+
 
 @dataclass
 class AuditReport:
@@ -26,11 +31,17 @@ class AuditReport:
         overlaps: one row per pair of splits with the number of shared people, identity groups and
             videos, and a few example people.
         test_seen_in_train: test videos (per source) whose target or source person also appears in train.
+        shared_groups: one row per identity group found in more than one split: ``group``, ``splits``
+            (e.g. ``"train, test"``), ``videos`` (the group's videos in the split table) and, per split, the
+            sorted ids of the group's people there (a list, empty where the group is absent). No person
+            need be shared for a group to be: FF++'s 605 (train) and 606 (test) are two people's ids but
+            one YouTube video.
     """
 
     counts: pd.DataFrame
     overlaps: pd.DataFrame
     test_seen_in_train: pd.DataFrame
+    shared_groups: pd.DataFrame
 
     @property
     def leaks(self) -> bool:
@@ -42,6 +53,7 @@ class AuditReport:
             "counts": self.counts.reset_index().to_dict(orient="records"),
             "overlaps": self.overlaps.to_dict(orient="records"),
             "test_seen_in_train": self.test_seen_in_train.to_dict(orient="records"),
+            "shared_groups": self.shared_groups.to_dict(orient="records"),
         }
 
     def format(self) -> str:
@@ -53,6 +65,7 @@ class AuditReport:
             + (f"   e.g. {r.example_people}" if r.example_people else "")
             for r in self.overlaps.itertuples()
         ]
+        lines += _format_shared_groups(self.shared_groups)
         if len(self.test_seen_in_train):
             lines += ["", "Test videos showing a person seen in training:", ""]
             lines += [
@@ -107,6 +120,7 @@ def audit_split(df: pd.DataFrame) -> AuditReport:
             }
         )
     overlaps = pd.DataFrame(rows, columns=["pair", "people", "groups", "videos", "example_people"])
+    shared_groups = _shared_groups(used, splits)
 
     seen_rows = []
     if "train" in people and "test" in people:
@@ -119,7 +133,42 @@ def audit_split(df: pd.DataFrame) -> AuditReport:
                 {"method": method, "seen": int(g.sum()), "videos": len(g), "percent": 100.0 * g.mean()}
             )
     seen_df = pd.DataFrame(seen_rows, columns=["method", "seen", "videos", "percent"])
-    return AuditReport(counts=counts, overlaps=overlaps, test_seen_in_train=seen_df)
+    return AuditReport(
+        counts=counts, overlaps=overlaps, test_seen_in_train=seen_df, shared_groups=shared_groups
+    )
+
+
+def _shared_groups(used: pd.DataFrame, splits: list[str]) -> pd.DataFrame:
+    """The identity groups present in more than one split, with their people per split."""
+    videos = used.drop_duplicates(["video_id", SPLIT_COLUMN])
+    n_splits = videos.groupby("identity_group")[SPLIT_COLUMN].nunique()
+    shared = videos[videos["identity_group"].isin(n_splits.index[n_splits > 1])]
+    rows = []
+    for group, g in shared.groupby("identity_group", sort=True):
+        row: dict[str, object] = {
+            "group": group,
+            "splits": ", ".join(s for s in splits if (g[SPLIT_COLUMN] == s).any()),
+            "videos": g["video_id"].nunique(),
+        }
+        for s in splits:
+            part = g[g[SPLIT_COLUMN] == s]
+            row[s] = sorted(set(part["target_id"]) | set(part["source_id"]))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["group", "splits", "videos", *splits])
+
+
+def _format_shared_groups(shared: pd.DataFrame, limit: int = SHOW_GROUPS) -> list[str]:
+    if shared.empty:
+        return []
+    splits = [c for c in shared.columns if c not in ("group", "splits", "videos")]
+    width = max(len(g) for g in shared["group"].head(limit))
+    out = ["", f"Identity groups on several sides ({len(shared)}), with their people in each split:", ""]
+    for _, r in shared.head(limit).iterrows():
+        sides = "   ".join(f"{s}: {', '.join(r[s])}" for s in splits if len(r[s]))
+        out.append(f"  {r['group']:<{width}}   {sides}")
+    if len(shared) > limit:
+        out.append(f"  … and {len(shared) - limit} more (`crossfake audit --json` lists them all)")
+    return out
 
 
 def _format_counts(counts: pd.DataFrame) -> list[str]:

@@ -4,6 +4,7 @@
 decorated by :func:`register_source`.
 """
 
+from crossfake.data.sources import dfdc as _dfdc  # noqa: F401  (registers "dfdc")
 from crossfake.data.sources import ffpp as _ffpp  # noqa: F401  (registers "ffpp")
 from crossfake.data.sources import folder as _folder  # noqa: F401  (registers "folder")
 from crossfake.data.sources.base import VideoRecord, get_source, list_sources, register_source

@@ -9,8 +9,9 @@
 
 A fake ``<target>_<source>`` shows the target's footage with the source's face. The official split files
 list pairs ``["071", "054"]``; both originals and both fakes (``071_054``, ``054_071``) of a pair share
-the pair's split. ``conversion_dict.json`` maps each original to ``<youtube id>_<sequence>``; sequences
-cut from one YouTube video become one identity key, so a split cannot put them on two sides.
+the pair's split. ``conversion_dict.json`` maps each original to ``"<youtube id> <sequence>"`` (the real
+file: ``"605": "nUNnFudF2pA 0"``; ``"<youtube id>_<sequence>"`` is read too); sequences cut from one YouTube
+video become one identity key, so an identity split cannot put them on two sides.
 ``DeepFakeDetection`` (actors footage, different naming) is not read by this adapter.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 from crossfake.data.manifest import REAL, SPLITS
@@ -29,14 +31,24 @@ log = get_logger("sources.ffpp")
 
 FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
 _FAKE_NAME = re.compile(r"^(\d+)_(\d+)$")
-# A YouTube id is 11 characters; FF++ appends "_<sequence index>" when a video supplies several sequences.
-_YOUTUBE_SEQ = re.compile(r"^([A-Za-z0-9_-]{11})_\d+$")
+# A YouTube id is 11 characters from [A-Za-z0-9_-]; FF++ appends the sequence index within that video,
+# after a space in the real conversion_dict.json ("nUNnFudF2pA 0") or after "_" in some copies.
+_YOUTUBE_ID = re.compile(r"[A-Za-z0-9_-]{11}")
+_SEQUENCE_INDEX = re.compile(r"^(.+)[ _](\d+)$")
 
 
 def youtube_key(value: str) -> str:
-    """The YouTube video behind a ``conversion_dict`` value (drops FF++'s sequence suffix)."""
-    m = _YOUTUBE_SEQ.match(value)
-    return m.group(1) if m else value
+    """The YouTube video behind a ``conversion_dict`` value: drops FF++'s trailing sequence index.
+
+    ``"nUNnFudF2pA 0"`` and ``"nUNnFudF2pA_0"`` both give ``"nUNnFudF2pA"``. Only one trailing
+    ``" <digits>"`` or ``"_<digits>"`` is removed, so ids that contain ``_`` or ``-`` themselves
+    (``"-7K_Oz8lswo 0"``) keep them; a bare 11-character id (no index) is returned whole.
+    """
+    value = value.strip()
+    if _YOUTUBE_ID.fullmatch(value):
+        return value
+    m = _SEQUENCE_INDEX.match(value)
+    return m.group(1).strip() if m else value
 
 
 def _first_existing(root: Path, relpaths: list[str]) -> Path | None:
@@ -139,7 +151,8 @@ class FaceForensics:
         return owner
 
     def youtube_sources(self) -> dict[str, str]:
-        """Original id -> YouTube video id, from ``conversion_dict.json`` ({} if absent)."""
+        """Original id -> YouTube video id (sequence index dropped), from ``conversion_dict.json`` ({} if
+        absent)."""
         f = _first_existing(
             self.root,
             ["conversion_dict.json", "misc/conversion_dict.json", "original_sequences/youtube/conversion_dict.json"],
@@ -149,9 +162,17 @@ class FaceForensics:
             return {}
         try:
             mapping = json.loads(f.read_text())
-            return {str(k): youtube_key(str(v)) for k, v in mapping.items()}
+            youtube = {str(k): youtube_key(str(v)) for k, v in mapping.items()}
         except (ValueError, AttributeError) as e:
-            raise CrossfakeError(f"{f} is not a JSON object mapping video ids to YouTube ids: {e}") from e
+            raise CrossfakeError(
+                f"{f} is not a JSON object mapping video ids to \"<youtube id> <index>\": {e}"
+            ) from e
+        per_video = Counter(youtube.values())
+        log.info(
+            "%s: %d originals from %d YouTube videos, %d of which supply several sequences",
+            f, len(youtube), len(per_video), sum(n > 1 for n in per_video.values()),
+        )
+        return youtube
 
     # -- records ------------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ The output is laid out exactly like the official download, so every reader of FF
     OUT/original_sequences/youtube/c23/videos/000.mp4 …
     OUT/manipulated_sequences/<Method>/c23/videos/<target>_<source>.mp4
     OUT/train.json  val.json  test.json       pairs [["071", "054"], …], 72/14/14 % of the pairs
-    OUT/conversion_dict.json                  "000" -> "<11-char YouTube id>_<sequence>"
+    OUT/conversion_dict.json                  "000" -> "<11-char YouTube id> <sequence>", as FF++ writes it
     OUT/synth.json                            the config, and per original its identity and face boxes
 
 Like FF++, originals come in pairs ``(a, b)`` and each pair gives two fakes per method, ``a_b`` (a's
@@ -218,7 +218,7 @@ def plan_dataset(config: SynthConfig) -> Plan:
         else:
             identity_of[name] = len(sources)
             sources.append("".join(rng.choice(list(_YOUTUBE_ALPHABET), 11)))
-            youtube_of[name] = f"{sources[-1]}_0"
+            youtube_of[name] = f"{sources[-1]} 0"  # FF++'s form: "<youtube id> <sequence index>"
     originals = {n: Original(n, identity_of[n], youtube_of[n], split_of[n], partner_of[n]) for n in names}
     splits = {s: [pairs[k] for k in range(len(pairs)) if split_of_pair[k] == s] for s in SPLIT_FRACTIONS}
     return Plan(originals=originals, splits=splits)
