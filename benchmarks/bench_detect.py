@@ -30,7 +30,7 @@ import torch
 from bench_clip import BACKBONE, random_clip
 from bench_prepare import write_video
 
-from crossfake.data.preprocess.run import PrepareConfig
+from crossfake.data.preprocess import CropSpec
 from crossfake.inference import DetectPipeline, FrameSampling
 from crossfake.methods import method_class, method_config
 from crossfake.training.checkpoint import RunInfo
@@ -55,7 +55,7 @@ def main() -> None:
         build = time.perf_counter() - t0
         # A stand-in for a trained run's record: only the threshold and the method are read.
         info = RunInfo(Path("random ViT-B/32"), None, {"threshold": 0.5, "method": "linear_probe"})  # type: ignore[arg-type]
-        pipeline = DetectPipeline(probe, info, PrepareConfig(workers=0), batch_size=args.batch_size)
+        pipeline = DetectPipeline(probe, info, CropSpec(face_detector="haar"), batch_size=args.batch_size)
         print(
             f"torch {torch.__version__} on {platform.processor() or 'CPU'}: {torch.get_num_threads()} threads, "
             f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; ViT-B/32 (random weights) built in "

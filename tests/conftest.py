@@ -58,15 +58,42 @@ def manifest_from_records(records: list[VideoRecord], frames: int = 3) -> pd.Dat
                 "frame_idx": f, "label": r.label, "target_id": r.target_id, "source_id": r.source_id,
                 "identity_group": groups[r.video_id], "official_split": r.official_split,
                 "face_x0": 0.0, "face_y0": 0.0, "face_x1": 10.0, "face_y1": 10.0, "det_score": 1.0,
-                "num_faces": 1, "detector": "none",
+                "num_faces": 1, "face_detector": "none", "track_id": 0, "interpolated": False,
             })
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     return coerce(df)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_downloads(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never download: model files come from an empty cache of their own (YuNet's weights are
+    passed explicitly, from the real-media folder)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("CROSSFAKE_CACHE", str(tmp_path_factory.mktemp("model-cache")))
+    patch.setenv("CROSSFAKE_OFFLINE", "1")
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def ffpp_tree(tmp_path: Path) -> Path:
     return make_ffpp_tree(tmp_path / "ffpp")
+
+
+@pytest.fixture(scope="session")
+def realdata() -> Path:
+    """The shared real-media folder (``$CROSSFAKE_REALDATA``); CI (CROSSFAKE_REQUIRE_REALDATA=1) must have it."""
+    value = os.environ.get("CROSSFAKE_REALDATA")
+    root = Path(value).expanduser() if value else None
+    if root is None or not root.is_dir():
+        reason = (
+            f"CROSSFAKE_REALDATA={value} is not a folder" if value
+            else "CROSSFAKE_REALDATA is not set"
+        ) + " (expected the shared real-media folder, ../shared/realdata beside the repository)"
+        if os.environ.get("CROSSFAKE_REQUIRE_REALDATA") == "1":
+            pytest.fail(f"CROSSFAKE_REQUIRE_REALDATA=1 but {reason}")
+        pytest.skip(reason)
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -26,11 +26,13 @@ from test_preprocess import write_video
 
 from crossfake.cli.main import main
 from crossfake.data.manifest import read_manifest
+from crossfake.data.preprocess import CropSpec, register_face_detector
+from crossfake.data.preprocess.face_detectors import Face, box_iou
 from crossfake.data.preprocess.video import decode_frames
 from crossfake.data.synth import SynthConfig, synthesize
 from crossfake.evaluation.predict import predict_manifest
 from crossfake.inference import AGGREGATION_RULE, DetectPipeline, FrameSampling, InputError
-from crossfake.inference.detect import FAKE, NO_FACE, REAL, crop_settings_for_run
+from crossfake.inference.detect import FAKE, NO_FACE, REAL, crop_spec_for_run
 from crossfake.inference.media import IMAGE, VIDEO, open_media, sniff_kind
 from crossfake.methods.base import Detector, MethodConfig
 from crossfake.training.checkpoint import read_run_info
@@ -47,7 +49,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         root / "data", SynthConfig(n_videos=8, n_frames=N_FRAMES, methods=("FaceSwap",)), workers=0
     )
     prepared = root / "prepared"
-    flags = ["--frames", "3", "--size", "64", "--workers", "0"]
+    flags = ["--frames", "3", "--size", "64", "--workers", "0", "--face-detector", "haar"]
     assert main(["prepare", str(data), "--out", str(prepared), *flags]) == 0
     assert main(["split", str(prepared), "--mode", "official"]) == 0
     config = root / "probe.yaml"
@@ -89,12 +91,12 @@ def test_text_summary_gives_a_verdict_per_video_and_image(chain, capsys) -> None
     assert code == 0, err
     threshold = json.loads((run / "run.json").read_text())["threshold"]
     assert f"threshold {threshold:.4f} (validation EER threshold)" in out
-    assert f"settings from {chain['prepared'] / 'prepare.json'}" in out  # the training crops' settings
+    assert f"settings from the run ({run / 'run.json'})" in out  # the training crops' settings
     for path in ("fake", "real", "image"):
         line = next(line for line in out.splitlines() if line.startswith(f"{chain[path]}: "))
         assert ("FAKE: score" in line) or ("REAL: score" in line), line
     assert "25 frames at 25 fps (1.0 s); 2 frames scored (2 frames per second)" in out
-    assert "timeline: " in out and "rule: frame score = max over its faces" in out
+    assert "timeline: " in out and "rule: track score = mean over its faces; score = max over tracks" in out
     assert "3 inputs: " in err and "Traceback" not in err
 
 
@@ -102,7 +104,9 @@ def test_detect_crops_and_scores_exactly_like_prepare_and_evaluate(chain) -> Non
     # The frames prepare sampled (3 evenly spaced), one face each: the scores must equal the scores of
     # the crops prepare saved, read back and scored as `crossfake evaluate` does.
     pipeline = DetectPipeline.from_run(chain["run"], sampling=FrameSampling(frames=3), max_faces=1)
-    assert pipeline.crop.size == 64 and pipeline.crop_source == str(chain["prepared"] / "prepare.json")
+    assert pipeline.crop.size == 64 and pipeline.crop_source == f"the run ({chain['run'] / 'run.json'})"
+    prepared = json.loads((chain["prepared"] / "prepare.json").read_text())["config"]["crop"]
+    assert json.loads((chain["run"] / "run.json").read_text())["crop"] == prepared  # recorded at training
     result = pipeline.detect(chain["fake"])
     rows = read_manifest(chain["prepared"]).query(f"video_path == '{chain['fake'].resolve()}'")
     assert [f.index for f in result.frames] == rows["frame_idx"].tolist() == [0, 12, 24]
@@ -184,7 +188,10 @@ def test_text_reports_no_face_frames_and_several_faces(chain, gappy, capsys) -> 
     assert "timeline: " in out and "···" in out  # the three frames without a face
     assert "faces: 2 faces in 1" in out  # the two-face image
     code, out, _ = detect(capsys, str(gappy["two"]), "--model", str(chain["run"]), "--max-faces", "1")
-    assert "1 frame had more faces than the 1 scored" in out
+    assert "track 0: " not in out  # an image's faces are not tracks of a video
+    code, out, _ = detect(capsys, str(gappy["video"]), "--model", str(chain["run"]), "--fps", "8", "--format", "jsonl")
+    (record,) = jsonl(out)
+    assert [t["id"] for t in record["tracks"]] == [0] and record["tracks"][0]["frames"] == 5
 
 
 def test_figures_are_written(chain, gappy, capsys, tmp_path) -> None:
@@ -208,6 +215,47 @@ def test_folder_input_judges_its_media_and_skips_other_files(chain, capsys, tmp_
     code, out, err = detect(capsys, str(folder), "--model", str(chain["run"]), "--format", "jsonl")
     assert code == 0, err
     assert [r["path"] for r in jsonl(out)] == [str(folder / "a.mp4"), str(folder / "sub" / "b.png")]
+
+
+# -- tracks -------------------------------------------------------------------------------------------------
+
+
+def test_detect_judges_the_anchor_not_the_map(chain, realdata: Path) -> None:
+    yunet = str(realdata / "weights" / "face_detection_yunet_2023mar.onnx")
+    # FF++ 519: a news anchor before a map, which Haar took for a second face in 25 of 61 frames and the
+    # demo detector scored 0.98. With the default detector and tracks, the anchor alone is judged.
+    crop = CropSpec(face_detector_options={"weights": yunet}, size=64)
+    run = DetectPipeline.from_run(chain["run"])
+    pipeline = DetectPipeline(run.detector, run.info, crop, sampling=FrameSampling(frames=31))
+    result = pipeline.detect(realdata / "ffpp/mini/original_sequences/youtube/c23/videos/519.mp4")
+    anchor = (356, 95, 456, 195)  # the anchor's face, averaged over the video
+    _, face = result.top_face
+    assert box_iou(face.box, anchor) >= 0.5, face.box
+    assert [(t.id, t.frames) for t in result.tracks] == [(0, 31)]
+    assert result.score == pytest.approx(result.tracks[0].score)
+    assert all(f.track == 0 for frame in result.frames for f in frame.faces)
+
+
+def test_a_one_frame_detection_never_decides(chain) -> None:
+    # A detector that sees a "face" in one frame only (a patch of background): it is dropped, not scored.
+    @register_face_detector("test-flicker")
+    class Flicker:
+        gives_landmarks = False
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def __call__(self, rgb: np.ndarray) -> list[Face]:
+            self.calls += 1
+            faces = [Face(60, 40, 160, 140, 1.0)]
+            return faces + [Face(0, 0, 40, 40, 1.0)] if self.calls == 2 else faces
+
+    run = DetectPipeline.from_run(chain["run"])
+    crop = CropSpec(face_detector="test-flicker", size=64)
+    pipeline = DetectPipeline(run.detector, run.info, crop, sampling=FrameSampling(frames=5))
+    result = pipeline.detect(chain["fake"])
+    assert [t.frames for t in result.tracks] == [5]
+    assert [f.faces_found for f in result.frames] == [1, 2, 1, 1, 1] and all(len(f.faces) == 1 for f in result.frames)
 
 
 # -- bad input --------------------------------------------------------------------------------------------
@@ -308,7 +356,7 @@ class _Explaining(Detector):
 def test_a_vlm_explanation_comes_from_the_most_suspicious_face(chain, gappy) -> None:
     info = read_run_info(chain["run"])
     pipeline = DetectPipeline(
-        _Explaining(MethodConfig(method="stub")), info, crop_settings_for_run(info)[0],
+        _Explaining(MethodConfig(method="stub")), info, crop_spec_for_run(info)[0],
         sampling=FrameSampling(fps=8), batch_size=3,  # faces of one frame can span two batches
     )
     result = pipeline.detect(gappy["two"])

@@ -19,7 +19,8 @@ from crossfake.experiments.studies import (
     run_ablation,
     run_leakage,
 )
-from crossfake.inference.detect import crop_settings_for_run
+from crossfake.data.preprocess.run import crop_spec_of_manifest, read_prepare_config
+from crossfake.inference.detect import crop_spec_for_run
 from crossfake.training.checkpoint import read_run_info
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.shipped import shipped_names
@@ -135,8 +136,11 @@ def test_run_resumes_and_survives_a_failing_method(corpus, tmp_path: Path, capsy
         assert (run_dir / name).is_file(), name
     assert "boom" in (run_dir / "report" / "report.md").read_text()
     # `crossfake detect` with a method of the run crops as the run's data was prepared.
-    settings, where = crop_settings_for_run(read_run_info(run_dir / "methods" / "linear_probe"))
-    assert where == str(corpus[1] / "prepare.json") and settings.frames == 2
+    info = read_run_info(run_dir / "methods" / "linear_probe")
+    spec, where = crop_spec_for_run(info)
+    assert where.startswith("the run (") and spec == read_prepare_config(corpus[1] / "prepare.json").crop
+    # Runs of crossfake 0.1 recorded no spec: it is found through the split manifest's origin.
+    assert crop_spec_of_manifest(info.config.data.manifest) == (spec, corpus[1] / "prepare.json")
 
     # The second run redoes nothing that finished: only the failed entry runs.
     probe_files = {p: p.stat().st_mtime_ns for p in (run_dir / "methods" / "linear_probe").rglob("*") if p.is_file()}

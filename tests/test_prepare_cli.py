@@ -32,7 +32,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def prepare_cli(root: Path, out: Path, *flags: str) -> int:
-    return main(["prepare", str(root), "--source", "folder", "--out", str(out), "--workers", "0", *flags])
+    args = ["prepare", str(root), "--source", "folder", "--out", str(out), "--workers", "0", "--face-detector", "haar"]
+    return main([*args, *flags])
 
 
 def test_prepare_folder_corpus(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -42,7 +43,7 @@ def test_prepare_folder_corpus(corpus: Path, tmp_path: Path, capsys: pytest.Capt
     df = read_manifest(tmp_path)
     assert len(df) == 9 and set(df["method"]) == {"real", "FaceSwap"} and (df["dataset"] == "mini").all()
     info = json.loads((tmp_path / "prepare.json").read_text())
-    assert info["config"]["frames"] == 3 and info["config"]["size"] == 48
+    assert info["config"]["frames"] == 3 and info["config"]["crop"]["size"] == 48
     assert info["summary"]["videos"] == 4 and info["summary"]["failed"] == 1
 
     assert prepare_cli(corpus, tmp_path, "--frames", "3", "--size", "48") == 0  # resumes: nothing to do
@@ -74,8 +75,9 @@ def test_yaml_config_with_flag_overrides(corpus: Path, tmp_path: Path) -> None:
     flags = ("--config", str(cfg), "--size", "40", "--detector-weights", cascade)
     assert prepare_cli(corpus, tmp_path / "out", *flags) == 0
     config = json.loads((tmp_path / "out/prepare.json").read_text())["config"]
-    assert (config["frames"], config["size"], config["margin"], config["no_face"]) == (2, 40, 1.5, "center")
-    assert config["detector_options"] == {"min_neighbors": 4, "weights": cascade}
+    crop = config["crop"]
+    assert (config["frames"], crop["size"], crop["margin"], crop["no_face"]) == (2, 40, 1.5, "center")
+    assert crop["face_detector_options"] == {"min_neighbors": 4, "weights": cascade}
     # The corrupt video has no frame to centre-crop, so it still fails.
     fails = pd.read_parquet(tmp_path / "out/failures.parquet")
     assert fails["video_id"].tolist() == ["mini/FaceSwap/d"]
@@ -86,14 +88,23 @@ def test_yaml_config_with_flag_overrides(corpus: Path, tmp_path: Path) -> None:
     [
         (["--frames", "0"], "frames: Input should be greater than 0"),
         (["--margin", "0.5"], "margin: Input should be greater than or equal to 1"),
-        (["--detector", "yunet"], "face_detection_yunet_2023mar.onnx"),
+        (["--face-detector", "yunet"], "face_detection_yunet_2023mar.onnx"),
+        (["--align"], "align needs landmarks, and the haar face detector gives none"),
+        (["--smooth", "2"], "smooth: Value error, must be odd"),
         (["--limit", "0"], "--limit must be at least 1"),
         (["--methods", "Deepfakes"], "Deepfakes"),
     ],
 )
 def test_bad_settings_are_reported(
-    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str], message: str
+    corpus: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    flags: list[str],
+    message: str,
 ) -> None:
+    monkeypatch.setenv("CROSSFAKE_CACHE", str(tmp_path / "cache"))  # YuNet's weights are not there
+    monkeypatch.setenv("CROSSFAKE_OFFLINE", "1")
     assert prepare_cli(corpus, tmp_path, *flags) == 2
     assert message in capsys.readouterr().err
 
@@ -110,7 +121,7 @@ def test_ffpp_source_with_unreadable_videos(tmp_path: Path, capsys: pytest.Captu
     # The shared FF++ fixture holds empty files: every video fails to open, and the command says so.
     root = make_ffpp_tree(tmp_path / "ffpp", n_pairs=3)
     out = tmp_path / "out"
-    rc = main(["prepare", str(root), "--out", str(out), "--workers", "0", "--methods", "FaceSwap"])
+    rc = main(["prepare", str(root), "--out", str(out), "--workers", "0", "--methods", "FaceSwap", "--face-detector", "haar"])
     assert rc == 1 and "no face crop was written" in capsys.readouterr().out
     fails = pd.read_parquet(out / "failures.parquet")
     assert len(fails) == 12 and set(fails["stage"]) == {"open"}
@@ -122,7 +133,7 @@ def test_ffpp_synthetic_with_limit(tmp_path: Path, capsys: pytest.CaptureFixture
         tmp_path / "ffpp", SynthConfig(n_videos=8, n_frames=4, methods=("FaceSwap",)), workers=0
     )
     out = tmp_path / "out"
-    flags = ["--methods", "FaceSwap", "--limit", "2", "--frames", "2", "--size", "32", "--workers", "0"]
+    flags = ["--methods", "FaceSwap", "--limit", "2", "--frames", "2", "--size", "32", "--workers", "0", "--face-detector", "haar"]
     assert main(["prepare", str(root), "--out", str(out), "--compression", "c23", *flags]) == 0
     assert re.search(r"crops written +8\n", capsys.readouterr().out)
     df = read_manifest(out)

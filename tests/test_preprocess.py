@@ -30,7 +30,7 @@ from crossfake.data.preprocess import (
     square_box,
 )
 from crossfake.data.preprocess.crop import center_box, crop_square
-from crossfake.data.preprocess.detectors import HaarDetector
+from crossfake.data.preprocess.face_detectors.haar import HaarDetector
 from crossfake.data.preprocess.video import count_frames, decode_frames
 from crossfake.data.sources import get_source
 from crossfake.data.sources.base import VideoRecord
@@ -288,11 +288,13 @@ def test_haar_downscales_large_frames_and_maps_boxes_back() -> None:
         assert abs(a - b) < 0.08 * full[0].width
 
 
-def test_detector_registry_errors(tmp_path: Path) -> None:
-    assert {"haar", "yunet"} <= set(list_face_detectors())
-    with pytest.raises(CrossfakeError, match="unknown face detector 'dlib'"):
-        create_face_detector("dlib")
-    with pytest.raises(CrossfakeError, match="face_detection_yunet_2023mar.onnx"):
+def test_detector_registry_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert {"haar", "yunet", "dlib"} <= set(list_face_detectors())
+    with pytest.raises(CrossfakeError, match="unknown face detector 'retinaface'"):
+        create_face_detector("retinaface")
+    monkeypatch.setenv("CROSSFAKE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CROSSFAKE_OFFLINE", "1")
+    with pytest.raises(CrossfakeError, match="face_detection_yunet_2023mar.onnx.*--face-detector-weights"):
         create_face_detector("yunet")
     with pytest.raises(CrossfakeError, match="does not exist"):
         create_face_detector("yunet", weights=tmp_path / "yunet.onnx")
@@ -365,16 +367,16 @@ class SlowHaar(HaarDetector):
 
 
 def config(**kw) -> PrepareConfig:
-    return PrepareConfig(**{"frames": 4, "size": 64, "workers": 0, **kw})
+    return PrepareConfig(**{"frames": 4, "size": 64, "workers": 0, "face_detector": "haar", **kw})
 
 
 def test_config_validation(tmp_path: Path) -> None:
     for bad, field in (
         ({"frames": 0}, "frames"),
-        ({"margin": 0.9}, "margin"),
-        ({"size": 16}, "size"),
+        ({"margin": 0.9}, "crop.margin"),
+        ({"size": 16}, "crop.size"),
         ({"workers": -1}, "workers"),
-        ({"detector": "dlib"}, "detector"),
+        ({"detector": "retinaface"}, "crop.face_detector"),
         ({"sampling": "random"}, "sampling"),
         ({"frame": 8}, "frame"),
     ):
@@ -386,7 +388,7 @@ def test_config_validation(tmp_path: Path) -> None:
     with pytest.raises(CrossfakeError, match="c.yaml.*sizee"):
         PrepareConfig.from_yaml(tmp_path / "c.yaml")
     (tmp_path / "c.yaml").write_text("frames: 8\nno_face: center\n")
-    assert PrepareConfig.from_yaml(tmp_path / "c.yaml").no_face == "center"
+    assert PrepareConfig.from_yaml(tmp_path / "c.yaml").crop.no_face == "center"
 
 
 def test_crop_keeps_the_largest_face_with_margin(tmp_path: Path, media: dict[str, Path]) -> None:
@@ -397,7 +399,7 @@ def test_crop_keeps_the_largest_face_with_margin(tmp_path: Path, media: dict[str
     assert summary.crops_written == len(df) == 4
     row = df.iloc[0]
     assert (row.face_x0, row.face_y0, row.face_x1, row.face_y1) == (100, 40, 160, 120)
-    assert row.det_score == pytest.approx(0.5) and row.num_faces == 2 and row.detector == "test-two-faces"
+    assert row.det_score == pytest.approx(0.5) and row.num_faces == 2 and row.face_detector == "test-two-faces"
     crop = cv2.cvtColor(cv2.imread(resolve_paths(df).iloc[0]), cv2.COLOR_BGR2RGB)
     _, rgb = next(decode_frames(media["face"], [int(row.frame_idx)]))
     expected = crop_square(rgb, square_box(Face(100, 40, 160, 120, 0.5), 1.3), 96)

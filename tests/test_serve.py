@@ -51,7 +51,8 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> DetectPipeline:
     root = tmp_path_factory.mktemp("serve_run")
     train(tiny_config(make_tiny_split(root), root / "run", root / "cache"), progress=False)
-    return DetectPipeline.from_run(root / "run", sampling=FrameSampling(fps=8))
+    (root / "crop.yaml").write_text("face_detector: haar\n")  # the tiny split's crops come from no prepare
+    return DetectPipeline.from_run(root / "run", sampling=FrameSampling(fps=8), crop_config=root / "crop.yaml")
 
 
 def _free_port() -> int:

@@ -1,13 +1,14 @@
-"""Judge videos, images and folders with a trained run: faces, per-frame scores, a verdict per file.
+"""Judge videos, images and folders with a trained run: face tracks, scores, a verdict per person and file.
 
 For each PATH (a video, an image, or a folder searched recursively for them) frames are sampled
-(--fps per second of video, or --frames evenly spaced ones, at most --max-frames), every face is found
-and cropped exactly as `crossfake prepare` cropped the run's training data (same face detector, margin,
-size and format, read from the prepare.json beside the run's manifest), the crops are scored in batches,
-and the file gets a score and a verdict:
+(--fps per second of video, or --frames evenly spaced ones, at most --max-frames), the faces in them are
+found and linked into tracks (one per person; a face seen in only one of three or more sampled frames is
+dropped as a likely false positive), every track's faces are cropped exactly as `crossfake prepare`
+cropped the run's training data (the crop specification the run records: face detector, margin,
+alignment, size, format), the crops are scored in batches, and the file gets a score and a verdict:
 
-  frame score = max over the frame's faces (several faces: each is scored, the most fake-looking counts)
-  video score = mean of the frame scores (frames without a face are listed, not scored)
+  track score = mean of its faces' scores (one verdict per person)
+  video score = max over the tracks (one fake person makes the video fake)
   verdict     = fake if video score >= threshold (the run's validation-EER threshold unless --threshold)
 
 A VLM run (vlm_zero_shot, vlm_qlora) also gives its written explanation for the most suspicious face.
@@ -62,7 +63,9 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-frames", type=int, default=FrameSampling.max_frames, help="at most this many frames per video"
     )
-    parser.add_argument("--max-faces", type=int, default=5, help="faces scored per frame, largest first")
+    parser.add_argument(
+        "--max-faces", type=int, default=5, help="face tracks (people) scored per file, most persistent first"
+    )
     parser.add_argument(
         "--threshold", type=float, help="decision threshold on p(fake) (default: the run's validation threshold)"
     )
@@ -71,7 +74,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--crop-config",
         type=Path,
-        help="prepare.json or prepare YAML whose crop settings to use (default: the run's training data's)",
+        help="prepare.json or prepare YAML whose crop settings to use (default: those the run records)",
     )
     parser.add_argument(
         "--max-pixels",

@@ -25,6 +25,7 @@ from crossfake.utils.logging import setup_logging
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("crossfake.cli.synth", "write a synthetic FaceForensics++ dataset in the official layout"),
     "prepare": ("crossfake.cli.prepare", "sample frames, detect and crop faces, write a Parquet manifest"),
+    "faces": ("crossfake.cli.faces", "find faces in images and videos: boxes, landmarks, tracks, drawn"),
     "split": ("crossfake.cli.split", "assign manifest rows to train/val/test by identity group"),
     "audit": ("crossfake.cli.audit", "report identities and videos shared between splits"),
     "train": ("crossfake.cli.train", "train a detector from a YAML config into a run directory"),

@@ -1,9 +1,14 @@
-"""Sample frames, detect and crop the largest face, and write a Parquet manifest.
+"""Sample frames, detect and track faces, crop them, and write a Parquet manifest.
 
-Reads a corpus (FaceForensics++ layout, or a real/ + fake/<method>/ folder), keeps N evenly spaced
-frames per video (or every K-th, or all), crops the largest face with a margin to a square PNG, and
-writes OUT/manifest.parquet (one row per crop), OUT/failures.parquet (frames and videos that gave no
-crop, with the reason) and OUT/prepare.json (settings, provenance, summary).
+Reads a corpus (FaceForensics++ layout, DFDC, or a real/ + fake/<method>/ folder), keeps N evenly spaced
+frames per video (or every K-th, or all), finds the faces in each (YuNet by default), links them into
+tracks across the frames, and crops the subject's track (--faces all: every track; one-frame detections
+are dropped as false positives) with a margin to square PNGs. Writes OUT/manifest.parquet (one row per
+crop, with its box, five landmarks and track), OUT/failures.parquet (frames and videos that gave no crop,
+with the reason) and OUT/prepare.json (settings, provenance, summary).
+
+YuNet's weights (0.2 MB) are downloaded once from the OpenCV model zoo, checked against their sha256 and
+cached; offline, pass a copy with --face-detector-weights PATH. --face-detector haar needs no download.
 
 Re-running the same command resumes: finished videos are skipped. Changing a crop setting (frames,
 detector, margin, size, ...) on an existing OUT is an error; pass --overwrite or choose a new OUT.
@@ -13,6 +18,7 @@ Examples:
   crossfake prepare /data/FaceForensics++ --out prepared --methods FaceSwap,NeuralTextures
   crossfake prepare /data/FaceForensics++ --out quick --frames 8 --limit 20
   crossfake prepare /data/my_corpus --source folder --out prepared --no-face center
+  crossfake prepare /data/dfdc --source dfdc --out prepared_dfdc --faces all --align
 """
 
 from __future__ import annotations
@@ -20,13 +26,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from crossfake.data.preprocess import PrepareConfig, list_face_detectors, prepare
-from crossfake.data.preprocess.run import NoFacePolicy, default_workers
+from crossfake.data.preprocess import (
+    CropSpec,
+    FacesPolicy,
+    NoFacePolicy,
+    PrepareConfig,
+    list_face_detectors,
+    prepare,
+)
+from crossfake.data.preprocess.run import default_workers
 from crossfake.data.sources import get_source, list_sources
 from crossfake.data.sources.base import first_per_method
 from crossfake.utils.errors import CrossfakeError
 
-_FIELDS = PrepareConfig.model_fields
+_FIELDS = {**PrepareConfig.model_fields, **CropSpec.model_fields}
+#: Flags that set a crop setting (CropSpec field names).
+_CROP_FLAGS = ("face_detector", "margin", "size", "align", "format", "quality", "no_face", "faces", "smooth")
 
 
 def _default(name: str) -> str:
@@ -66,14 +81,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sampling.add_argument("--all-frames", action="store_true", default=keep, help="every frame instead")
 
     parser.add_argument(
-        "--detector", default=keep, choices=list_face_detectors(), help=f"face detector {_default('detector')}"
+        "--face-detector",
+        "--detector",
+        dest="face_detector",
+        default=keep,
+        choices=list_face_detectors(),
+        help=f"face detector: yunet (best measured on real faces), dlib (DeepfakeBench's; extra 'faces'), "
+        f"haar (no download) {_default('face_detector')}",
     )
     parser.add_argument(
+        "--face-detector-weights",
         "--detector-weights",
+        dest="face_detector_weights",
         type=Path,
         default=keep,
         metavar="PATH",
-        help="detector weights (yunet: face_detection_yunet_2023mar.onnx; haar: a cascade XML)",
+        help="face detector weights (yunet: face_detection_yunet_2023mar.onnx; haar: a cascade XML)",
+    )
+    parser.add_argument(
+        "--faces",
+        default=keep,
+        choices=[p.value for p in FacesPolicy],
+        help=f"crop the video's subject (its most persistent face track) or every track {_default('faces')}",
+    )
+    parser.add_argument(
+        "--align",
+        action="store_true",
+        default=keep,
+        help="rotate each face so the eyes are level before cropping (needs yunet or dlib landmarks)",
+    )
+    parser.add_argument(
+        "--smooth",
+        type=int,
+        default=keep,
+        metavar="N",
+        help=f"average face boxes over N consecutive frames of a track, odd; 1 = off {_default('smooth')}",
     )
     parser.add_argument(
         "--margin",
@@ -110,17 +152,20 @@ def build_config(args: argparse.Namespace) -> PrepareConfig:
     """The :class:`PrepareConfig` from ``--config`` (if any) with the flags given on top."""
     base = PrepareConfig.from_yaml(args.config) if args.config else PrepareConfig()
     values = base.model_dump()
-    for name in ("detector", "margin", "size", "format", "quality", "no_face", "workers"):
+    crop = values["crop"]
+    for name in _CROP_FLAGS:
         if hasattr(args, name):
-            values[name] = getattr(args, name)
+            crop[name] = getattr(args, name)
+    if hasattr(args, "workers"):
+        values["workers"] = args.workers
     if hasattr(args, "frames"):
         values.update(sampling="uniform", frames=args.frames)
     elif hasattr(args, "every"):
         values.update(sampling="every", every=args.every)
     elif getattr(args, "all_frames", False):
         values["sampling"] = "all"
-    if hasattr(args, "detector_weights"):
-        values["detector_options"] = {**values["detector_options"], "weights": str(args.detector_weights)}
+    if hasattr(args, "face_detector_weights"):
+        crop["face_detector_options"] = {**crop["face_detector_options"], "weights": str(args.face_detector_weights)}
     return PrepareConfig(**values)
 
 

@@ -37,13 +37,23 @@ COLUMNS: dict[str, str] = {
     "source_id": "string",  # the person whose face was pasted in (FF++: <source>); equals target for real
     "identity_group": "string",  # connected component of people sharing a video or a YouTube source
     "official_split": "string",  # the corpus's own split (FF++ train/val/test.json), if it has one
-    "face_x0": "float32",  # face box in frame pixels, as detected (before the crop margin)
+    "face_x0": "float32",  # face box in frame pixels, as tracked (smoothed), before the crop margin
     "face_y0": "float32",
     "face_x1": "float32",
     "face_y1": "float32",
-    "det_score": "float32",  # detector confidence, detector-specific scale
-    "num_faces": "int16",  # faces found in the frame (the largest is kept)
-    "detector": "string",
+    # The five landmarks (face_detectors.LANDMARK_NAMES: eyes, nose tip, mouth corners, image-left first),
+    # tracked like the box, in frame pixels; missing for detectors without landmarks (Haar).
+    **{f"{name}_{axis}": "float32" for name in ("eye_l", "eye_r", "nose", "mouth_l", "mouth_r") for axis in "xy"},
+    "crop_x0": "float32",  # the square cut out of the frame (before rotation and resize)
+    "crop_y0": "float32",
+    "crop_x1": "float32",
+    "crop_y1": "float32",
+    "crop_angle": "float32",  # degrees the frame was rotated to level the eyes (0 unless aligned)
+    "det_score": "float32",  # detector confidence, detector-specific scale; NaN where interpolated
+    "interpolated": "boolean",  # the face box was interpolated across a frame the detector missed
+    "track_id": "Int16",  # the face's track in its video (0 = the subject); missing for centre crops
+    "num_faces": "int16",  # faces found in the frame (before tracking)
+    "face_detector": "string",
 }
 
 #: Optional columns added by ``crossfake split``.
@@ -58,6 +68,21 @@ FAILURE_COLUMNS: dict[str, str] = {
 }
 
 
+#: Columns that may be absent (read as missing values): the landmarks, crop box and track that manifests
+#: written before crossfake 0.2, or by other tools, do not have.
+OPTIONAL_COLUMNS = [c for c in COLUMNS if c.startswith(("crop_", "eye_", "nose_", "mouth_"))] + [
+    "interpolated",
+    "track_id",
+]
+
+
+def upgrade(df: pd.DataFrame) -> pd.DataFrame:
+    """A manifest of crossfake 0.1 in today's names: ``detector`` is now ``face_detector``."""
+    if "detector" in df.columns and "face_detector" not in df.columns:
+        df = df.rename(columns={"detector": "face_detector"})
+    return df
+
+
 def empty_manifest() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in COLUMNS.items()})
 
@@ -67,12 +92,14 @@ def empty_failures() -> pd.DataFrame:
 
 
 def coerce(df: pd.DataFrame, columns: dict[str, str] = COLUMNS) -> pd.DataFrame:
-    """Return ``df`` with the schema's columns first, in order and with their dtypes."""
-    missing = [c for c in columns if c not in df.columns]
+    """Return ``df`` with the schema's columns first, in order and with their dtypes (old names upgraded,
+    absent optional columns filled with missing values)."""
+    df = upgrade(df)
+    missing = [c for c in columns if c not in df.columns and c not in OPTIONAL_COLUMNS]
     if missing:
         raise CrossfakeError(f"manifest is missing column(s) {missing}; expected columns {list(columns)}")
     extra = [c for c in df.columns if c not in columns]
-    out = df[list(columns) + extra].copy()
+    out = df.reindex(columns=list(columns) + extra)
     return out.astype({c: t for c, t in columns.items()})
 
 

@@ -1,33 +1,36 @@
-"""Judge one video or image with a trained run: faces per frame, a score per face, a verdict per file.
+"""Judge one video or image with a trained run: face tracks, a score per face, a verdict per person and file.
 
 The pipeline, per input (:meth:`DetectPipeline.detect`):
 
 1. open the file by its content (:mod:`crossfake.inference.media`) and plan the frames to look at
    (``--fps`` frames per second of video, or ``--frames`` evenly spaced ones, at most ``--max-frames``);
-2. decode them in one streaming pass; in each, find the faces with the face detector the run's training
-   crops were made with, and crop every face (up to ``max_faces``, largest first) **exactly as
-   ``crossfake prepare`` did** for training: the same detector and options, margin, square box with
-   black outside the frame, size, and a JPEG round trip if the crops were JPEG
-   (:func:`crop_settings_for_run` reads them from the ``prepare.json`` beside the run's manifest);
-3. score the crops in batches through the run's own transform and model (``predict_details``, so a VLM
-   run also gives its written answer), while decoding goes on;
-4. aggregate (:data:`AGGREGATION_RULE`): a frame's score is the **maximum** over its faces (a fake face
-   anywhere makes the frame suspicious), the video's score is the **mean** of its frames' scores (the
-   ``video_mean`` aggregation of ``crossfake evaluate``), and the verdict is *fake* when the video score
-   reaches the run's threshold, the validation-EER threshold chosen at training.
+2. decode them, find the faces in each with the face detector the run's training crops were made with,
+   and link them into tracks (:class:`~crossfake.data.preprocess.faces.FaceCropper`, the code
+   ``crossfake prepare`` runs): every person seen in two or more sampled frames is a track (up to
+   ``max_faces``, most persistent first), and a one-frame detection in a video of three or more sampled
+   frames is dropped as a likely false positive, so a patch of background never decides a verdict;
+3. crop every track's faces **exactly as ``crossfake prepare`` did** for training, under the
+   :class:`~crossfake.data.preprocess.crop.CropSpec` the run records (detector and options, margin,
+   alignment, size, smoothing, and a JPEG round trip if the crops were JPEG);
+4. score the crops in batches through the run's own transform and model (``predict_details``, so a VLM
+   run also gives its written answer);
+5. aggregate (:data:`AGGREGATION_RULE`): a track's score is the **mean** of its faces' scores (the
+   ``video_mean`` aggregation of ``crossfake evaluate``, per person), the file's score is the **maximum**
+   over its tracks (one fake person makes the video fake), and the verdict is *fake* when that reaches
+   the run's threshold, the validation threshold chosen at training. Each track gets its own verdict.
 
-Frames in which no face is found are kept in the result with no score and are listed; a file with no
-face in any sampled frame gets the verdict ``no face`` and no score. Nothing here writes files: the
+Frames in which no tracked face is found are kept in the result with no score and are listed; a file with
+no face in any sampled frame gets the verdict ``no face`` and no score. Nothing here writes files: the
 result is a :class:`DetectionResult`, rendered by :mod:`crossfake.inference.render` and
 :mod:`crossfake.inference.formats`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +41,10 @@ from accelerate.utils import send_to_device
 from PIL import Image
 from tqdm.auto import tqdm
 
-from crossfake.data.preprocess.crop import crop_square, square_box
-from crossfake.data.preprocess.detectors import Face, create_face_detector
-from crossfake.data.preprocess.run import PrepareConfig
+from crossfake.data.preprocess.crop import CropSpec, FacesPolicy, as_stored
+from crossfake.data.preprocess.faces import FaceCrop, FaceCropper, VideoFaces
+from crossfake.data.preprocess.run import crop_spec_of_manifest, read_prepare_config
+from crossfake.data.preprocess.video import decode_frames
 from crossfake.evaluation.predict import sigmoid
 from crossfake.inference.media import (
     DEFAULT_MAX_PIXELS,
@@ -60,8 +64,8 @@ log = get_logger("detect")
 
 FAKE, REAL, NO_FACE = "fake", "real", "no face"
 AGGREGATION_RULE = (
-    "frame score = max over the frame's faces; video score = mean of the scores of the frames with a "
-    "face; verdict = fake if video score >= threshold"
+    "track score = mean of its faces' scores; video score = max over tracks; verdict = fake if video "
+    "score >= threshold (one-frame detections in videos of 3+ sampled frames are dropped)"
 )
 #: Detail columns of a VLM's answer that make up the explanation shown to a person.
 EXPLANATION_KEYS = ("verdict", "confidence", "artifacts", "reasoning")
@@ -71,10 +75,14 @@ THUMBNAIL = 128  # side of the face thumbnails kept for the web page
 
 @dataclass
 class FaceScore:
-    """One face in one frame: its box (frame pixels), detector confidence and p(fake)."""
+    """One face in one frame: its track, box (frame pixels, smoothed), detector confidence and p(fake).
+
+    ``det_score`` is NaN where the track's box was interpolated across a frame the detector missed.
+    """
 
     box: tuple[float, float, float, float]
     det_score: float
+    track: int | None = None
     score: float = math.nan
     logit: float = math.nan
     details: dict[str, Any] = field(default_factory=dict)
@@ -82,16 +90,29 @@ class FaceScore:
 
 @dataclass
 class FrameResult:
-    """One sampled frame: its faces (largest first), and its score (max over faces; None without face)."""
+    """One sampled frame: its tracked faces (by track), and its score (max over them; None without face)."""
 
     index: int
     time: float
     faces: list[FaceScore] = field(default_factory=list)
-    faces_found: int = 0  # faces the detector found, before the ``max_faces`` cut
+    faces_found: int = 0  # faces the detector found, dropped one-frame detections included
 
     @property
     def score(self) -> float | None:
         return max(f.score for f in self.faces) if self.faces else None
+
+
+@dataclass
+class TrackResult:
+    """One person followed through the video: how long, its score (mean over its faces) and verdict."""
+
+    id: int
+    frames: int  # sampled frames with a face of this track (interpolated ones included)
+    detected: int  # of those, frames in which the detector found it
+    start: float  # seconds
+    end: float
+    score: float
+    verdict: str
 
 
 @dataclass
@@ -116,6 +137,7 @@ class DetectionResult:
     fps: float
     sampling: str
     frames: list[FrameResult]
+    tracks: list[TrackResult]
     threshold: float
     threshold_source: str
     score: float | None
@@ -132,18 +154,30 @@ class DetectionResult:
         return [f for f in self.frames if not f.faces]
 
     @property
+    def top_track(self) -> TrackResult | None:
+        """The track that decided the verdict (the highest score), or None without any face."""
+        return max(self.tracks, key=lambda t: t.score, default=None)
+
+    @property
+    def top_face(self) -> tuple[FrameResult, FaceScore] | None:
+        """The most suspicious face of the deciding track, and its frame."""
+        track = self.top_track
+        faces = [(f, face) for f in self.frames for face in f.faces if track and face.track == track.id]
+        return max(faces, key=lambda pair: pair[1].score, default=None)
+
+    @property
     def top_frame(self) -> FrameResult | None:
-        """The frame with the highest score (the first of equals), or None without any face."""
-        scored = [f for f in self.frames if f.faces]
-        return max(scored, key=lambda f: f.score, default=None)
+        """The frame of :attr:`top_face`, or None without any face."""
+        top = self.top_face
+        return top[0] if top else None
 
     @property
     def explanation(self) -> dict[str, Any] | None:
         """A VLM's answer for the most suspicious face (None for detectors that give none)."""
-        frame = self.top_frame
-        if frame is None:
+        top = self.top_face
+        if top is None:
             return None
-        face = max(frame.faces, key=lambda f: f.score)
+        face = top[1]
         for keys in (EXPLANATION_KEYS, UNPARSED_KEYS):  # an answer that did not parse: show it as it came
             found = {k: face.details[k] for k in keys if face.details.get(k) not in (None, "", [])}
             if found:
@@ -189,6 +223,7 @@ class DetectionResult:
             "sampling": self.sampling,
             "frames_sampled": len(self.frames),
             "frames_without_face": [f.index for f in self.no_face_frames],
+            "tracks": [_clean(asdict(t)) for t in self.tracks],
             "explanation": self.explanation,
             "notes": self.notes,
             "timing": {k: round(v, 4) for k, v in asdict(self.timing).items()},
@@ -212,58 +247,37 @@ def _clean(value: Any) -> Any:
 # -- crop settings ----------------------------------------------------------------------------------------
 
 
-def read_crop_settings(path: str | Path) -> PrepareConfig:
-    """Crop settings from a ``prepare.json`` written by ``crossfake prepare`` or a prepare YAML config."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return PrepareConfig.from_yaml(path, workers=0)
-    if not isinstance(data, dict):
-        raise CrossfakeError(f"{path}: expected prepare.json or a mapping of prepare settings")
-    settings = data.get("config", data)
-    try:
-        return PrepareConfig(**{**settings, "workers": 0})
-    except CrossfakeError as e:
-        raise CrossfakeError(f"{path}: {e}") from None
+def crop_spec_for_run(info: RunInfo) -> tuple[CropSpec, str]:
+    """The crop specification of the run's training crops, and where it was found.
 
-
-def crop_settings_for_run(info: RunInfo) -> tuple[PrepareConfig, str]:
-    """The crop settings the run's training crops were made with, and where they were found.
-
-    Looked up in ``prepare.json`` beside the run's manifest, or beside the manifest a split manifest was
-    made from (``split_*.json`` records it). Without one, ``crossfake prepare``'s defaults.
+    A run records it in ``run.json`` (``crop``); runs written before crossfake 0.2 did not, and their spec
+    is read from the ``prepare.json`` of their manifest. Without either, ``crossfake prepare``'s defaults.
     """
-    manifest = Path(info.config.data.manifest)
-    candidates = [manifest.parent / "prepare.json"]
-    try:
-        origin = json.loads(manifest.with_suffix(".json").read_text(encoding="utf-8")).get("manifest")
-        if origin:
-            candidates.append(Path(origin).parent / "prepare.json")
-    except (OSError, ValueError, AttributeError):
-        pass
-    for candidate in candidates:
-        if candidate.is_file():
-            return read_crop_settings(candidate), str(candidate)
-    return PrepareConfig(workers=0), "crossfake prepare's defaults (no prepare.json beside the run's manifest)"
+    if info.record.get("crop"):
+        return CropSpec(**info.record["crop"]), f"the run ({info.run_dir / 'run.json'})"
+    found = crop_spec_of_manifest(info.config.data.manifest)
+    if found is not None:
+        return found[0], str(found[1])
+    return CropSpec(), "crossfake prepare's defaults (the run records no crop specification)"
 
 
 # -- the pipeline -----------------------------------------------------------------------------------------
 
 
 class DetectPipeline:
-    """A trained detector, the face detector and crop settings of its training data, and a threshold.
+    """A trained detector, the crop specification of its training data, and a threshold.
 
     Build it with :meth:`from_run`; call :meth:`detect` once per file. Not thread-safe: serialise calls.
 
     Args:
         detector: a trained detector in eval mode (on the device to score with).
         info: its run's :class:`RunInfo` (for the threshold and the descriptions).
-        crop: crop settings (face detector, margin, size, format) as ``crossfake prepare`` used them.
+        crop: the crop specification of the run's training crops; every track of a file is cropped with
+            it (its ``faces`` setting is replaced by ``all``: every person in a video is judged).
         crop_source: where ``crop`` came from, for the record.
         threshold: decision threshold; None: the run's validation threshold (0.5 if it records none).
         sampling: which frames of a video to score.
-        max_faces: faces scored per frame, largest first.
+        max_faces: tracks (people) scored per file, most persistent first.
         batch_size: crops per model call.
         max_pixels: inputs with more pixels per frame are refused.
     """
@@ -272,7 +286,7 @@ class DetectPipeline:
         self,
         detector: Detector,
         info: RunInfo,
-        crop: PrepareConfig,
+        crop: CropSpec,
         crop_source: str = "",
         *,
         threshold: float | None = None,
@@ -289,7 +303,7 @@ class DetectPipeline:
         self.info = info
         self.crop = crop
         self.crop_source = crop_source
-        self.face_detector = create_face_detector(crop.detector, **crop.detector_options)
+        self.cropper = FaceCropper(crop.model_copy(update={"faces": FacesPolicy.ALL}))
         if threshold is not None:
             self.threshold, self.threshold_source = float(threshold), "--threshold"
         elif info.record.get("threshold") is not None:
@@ -317,14 +331,17 @@ class DetectPipeline:
         batch_size: int | None = None,
         **options: Any,
     ) -> DetectPipeline:
-        """Load a run written by ``crossfake train`` (a CrossfakeError for another format or version)."""
+        """Load a run written by ``crossfake train`` (a CrossfakeError for another format or version).
+
+        ``crop_config``: a ``prepare.json`` or prepare YAML whose crop specification replaces the run's.
+        """
         if device == "cuda" and not torch.cuda.is_available():
             raise CrossfakeError("--device cuda but no CUDA device is visible")
         info = read_run_info(run_dir)  # checks the format before a backbone is loaded
         if crop_config is not None:
-            crop, source = read_crop_settings(crop_config), str(crop_config)
+            crop, source = read_prepare_config(crop_config).crop, str(crop_config)
         else:
-            crop, source = crop_settings_for_run(info)
+            crop, source = crop_spec_for_run(info)
         detector, info = load_run(info.run_dir, weights=weights)
         auto = "cuda" if torch.cuda.is_available() else "cpu"
         detector.to(torch.device(auto if device == "auto" else device))
@@ -339,8 +356,8 @@ class DetectPipeline:
             "val_auc": self.info.record.get("best_val_auc"),
             "threshold": self.threshold,
             "threshold_source": self.threshold_source,
-            "face_detector": self.crop.detector,
-            "crop": {"margin": self.crop.margin, "size": self.crop.size, "format": self.crop.format},
+            "face_detector": self.crop.face_detector,
+            "crop": self.crop.model_dump(mode="json", exclude={"face_detector_options", "faces"}),
             "crop_settings_from": self.crop_source,
             "sampling": self.sampling.describe(),
             "max_frames": self.sampling.max_frames,
@@ -372,119 +389,135 @@ class DetectPipeline:
             fps=media.fps,
             sampling="the image" if media.kind == IMAGE else self.sampling.describe(),
             frames=[],
+            tracks=[],
             threshold=self.threshold,
             threshold_source=self.threshold_source,
             score=None,
             verdict=NO_FACE,
             notes=list(media.notes),
         )
-        complete = self._run(media, result, keep_images, progress)
-        if complete and len(result.frames) < len(media.indices):
+        found = self._find(media, result, progress)
+        if not found.indices:
+            raise InputError(f"{path}: no frame could be decoded (truncated or corrupt video)")
+        if found.decode_error is None and len(found.indices) < len(media.indices):
             result.notes.append(
-                f"{len(media.indices) - len(result.frames)} of {len(media.indices)} planned frames did not "
+                f"{len(media.indices) - len(found.indices)} of {len(media.indices)} planned frames did not "
                 "decode (the stream is shorter than its header says: truncated?)"
             )
-        if not result.frames:
-            raise InputError(f"{path}: no frame could be decoded (truncated or corrupt video)")
-        scores = [f.score for f in result.frames if f.faces]
-        if scores:
-            result.score = float(np.mean(scores))
-            result.verdict = FAKE if result.score >= self.threshold else REAL
+        crops = self._crop(media, found, result)
+        self._collect(media, found, crops, self._score(crops, result.timing), result, keep_images)
+        if result.tracks:
+            result.score = max(t.score for t in result.tracks)
+            result.verdict = self._verdict(result.score)
         result.timing.total = time.perf_counter() - start
         return result
 
-    def _run(self, media: Media, result: DetectionResult, keep_images: bool, progress: bool) -> bool:
-        """Decode, crop and score the planned frames into ``result``; False if decoding failed part-way."""
+    def _verdict(self, score: float) -> str:
+        return FAKE if score >= self.threshold else REAL
+
+    def _find(self, media: Media, result: DetectionResult, progress: bool) -> VideoFaces:
+        """Decode the planned frames and find and track their faces (the first pass)."""
         timing = result.timing
-        complete = True
-        pending: list[tuple[FaceScore, np.ndarray]] = []  # crops waiting for a full batch
-        # With keep_images: frames whose faces wait in `pending` (at most one batch of frames), and the
-        # most suspicious frame so far. Every face is scored once `pending` is flushed.
-        waiting: dict[int, tuple[FrameResult, np.ndarray]] = {}
-        best: tuple[float, tuple[int, np.ndarray] | None] = (-math.inf, None)
-
-        def settle() -> None:
-            nonlocal best
-            for frame, rgb in waiting.values():
-                if frame.score > best[0]:
-                    best = (frame.score, (frame.index, rgb))
-            waiting.clear()
-
         bar = tqdm(
             total=len(media.indices), unit="frame", desc=media.path.name, disable=None if progress else True
         )
-        frames = iter(media.frames)
-        try:
+
+        def timed() -> Iterator[tuple[int, np.ndarray]]:
+            frames = iter(media.frames)
             while True:
                 t0 = time.perf_counter()
-                try:
-                    item = next(frames, None)
-                except InputError as e:  # decoding failed part-way: judge the frames decoded so far
-                    result.notes.append(str(e))
-                    item, complete = None, False
+                item = next(frames, None)
                 timing.decode += time.perf_counter() - t0
                 if item is None:
-                    break
-                index, rgb = item
-                t0 = time.perf_counter()
-                frame = self._faces(index, media.time_of(index), rgb, pending, result, keep_images)
-                timing.faces += time.perf_counter() - t0
-                result.frames.append(frame)
-                if keep_images and frame.faces:
-                    waiting[index] = (frame, rgb)
-                elif keep_images and best[1] is None:  # a stand-in key frame until a face is found
-                    best = (-math.inf, (index, rgb))
-                if len(pending) >= self.batch_size:
-                    self._score(pending, timing)
-                    settle()
+                    return
                 bar.update()
-            self._score(pending, timing)
-            settle()
+                yield item
+
+        t0 = time.perf_counter()
+        try:
+            found = self.cropper.detect(timed())
         finally:
             bar.close()
-        result.key_frame = best[1]
-        return complete
+        timing.faces += time.perf_counter() - t0 - timing.decode
+        if found.decode_error is not None:  # decoding failed part-way: judge the frames decoded so far
+            if not isinstance(found.decode_error, InputError):
+                raise found.decode_error
+            result.notes.append(str(found.decode_error))
+        found.kept = found.kept[: self.max_faces]
+        return found
 
-    def _faces(
+    def _crop(self, media: Media, found: VideoFaces, result: DetectionResult) -> list[FaceCrop]:
+        """Every kept track's crops, in frame order, as they would read back from prepare's files."""
+        t0 = time.perf_counter()
+        reread = None if media.kind == IMAGE else (lambda indices: decode_frames(media.path, indices))
+        crops = [
+            replace(crop, image=as_stored(crop.image, self.cropper.spec))
+            for _, frame_crops in self.cropper.crops(found, reread)
+            for crop in frame_crops
+            if crop.track_id is not None  # never a centre crop of a frame without a face
+        ]
+        result.timing.faces += time.perf_counter() - t0
+        return crops
+
+    def _score(self, crops: list[FaceCrop], timing: Timing) -> list[tuple[float, dict[str, Any]]]:
+        """The (logit, details) of each crop, scored in batches."""
+        t0 = time.perf_counter()
+        scores: list[tuple[float, dict[str, Any]]] = []
+        for i in range(0, len(crops), self.batch_size):
+            batch = crops[i : i + self.batch_size]
+            inputs = self.detector.collate([self.detector.transform(Image.fromarray(c.image)) for c in batch])
+            with torch.no_grad(), autocast(self.device, self.precision):
+                logits, details = self.detector.predict_details(send_to_device(inputs, self.device))
+            logits = logits.float().cpu().numpy()
+            for k in range(len(batch)):
+                scores.append((float(logits[k]), {name: _clean(v[k]) for name, v in details.items()}))
+        timing.model += time.perf_counter() - t0
+        return scores
+
+    def _collect(
         self,
-        index: int,
-        time_s: float,
-        rgb: np.ndarray,
-        pending: list[tuple[FaceScore, np.ndarray]],
+        media: Media,
+        found: VideoFaces,
+        crops: list[FaceCrop],
+        scores: list[tuple[float, dict[str, Any]]],
         result: DetectionResult,
         keep_images: bool,
-    ) -> FrameResult:
-        """Detect and crop the faces of one frame; their crops join ``pending``."""
-        faces: list[Face] = sorted(self.face_detector(rgb), key=lambda f: f.area, reverse=True)
-        frame = FrameResult(index, time_s, faces_found=len(faces))
-        for position, face in enumerate(faces[: self.max_faces]):
-            crop = crop_square(rgb, square_box(face, self.crop.margin), self.crop.size)
-            if self.crop.format == "jpg":  # the training crops went through JPEG: so do these
-                ok, data = cv2.imencode(
-                    ".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, self.crop.quality]
-                )
-                crop = cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-            scored = FaceScore((face.x0, face.y0, face.x1, face.y1), face.score)
-            frame.faces.append(scored)
-            pending.append((scored, crop))
+    ) -> None:
+        """Frames, tracks, thumbnails and the key frame of ``result`` from the scored crops."""
+        frames = {
+            index: FrameResult(index, media.time_of(index), faces_found=len(faces))
+            for index, faces in zip(found.indices, found.detections, strict=True)
+        }
+        by_track: dict[int, list[tuple[FaceCrop, FaceScore]]] = {}
+        for crop, (logit, details) in zip(crops, scores, strict=True):
+            face = crop.face
+            scored = FaceScore(face.box, face.score, crop.track_id, float(sigmoid(np.float64(logit))), logit, details)
+            frames[crop.index].faces.append(scored)
+            by_track.setdefault(crop.track_id, []).append((crop, scored))
             if keep_images:
-                result.thumbnails[(index, position)] = cv2.resize(
-                    crop, (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA
+                position = len(frames[crop.index].faces) - 1
+                result.thumbnails[(crop.index, position)] = cv2.resize(
+                    crop.image, (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA
                 )
-        return frame
-
-    def _score(self, pending: list[tuple[FaceScore, np.ndarray]], timing: Timing) -> None:
-        """Score the pending crops in one model call and empty ``pending``."""
-        if not pending:
-            return
-        t0 = time.perf_counter()
-        inputs = self.detector.collate([self.detector.transform(Image.fromarray(crop)) for _, crop in pending])
-        with torch.no_grad(), autocast(self.device, self.precision):
-            logits, details = self.detector.predict_details(send_to_device(inputs, self.device))
-        logits = logits.float().cpu().numpy()
-        scores = sigmoid(logits)
-        for i, (face, _) in enumerate(pending):
-            face.logit, face.score = float(logits[i]), float(scores[i])
-            face.details = {name: _clean(values[i]) for name, values in details.items()}
-        pending.clear()
-        timing.model += time.perf_counter() - t0
+        result.frames = [frames[i] for i in found.indices]
+        for track_id, members in sorted(by_track.items()):
+            score = float(np.mean([f.score for _, f in members]))
+            times = [media.time_of(c.index) for c, _ in members]
+            result.tracks.append(
+                TrackResult(
+                    id=track_id,
+                    frames=len(members),
+                    detected=sum(not c.interpolated for c, _ in members),
+                    start=min(times),
+                    end=max(times),
+                    score=score,
+                    verdict=self._verdict(score),
+                )
+            )
+        if keep_images:
+            top = result.top_frame
+            index = top.index if top is not None else found.indices[0]
+            rgb = (found.frames or {}).get(index)
+            if rgb is None:
+                rgb = next(decode_frames(media.path, [index]))[1]
+            result.key_frame = (index, rgb)

@@ -22,7 +22,7 @@ from crossfake.inference.detect import IMAGE, DetectionResult
 
 FORMATS = ("text", "jsonl", "csv")
 CSV_COLUMNS = (
-    "path", "kind", "frame", "time_s", "face", "faces_found", "x0", "y0", "x1", "y1", "det_score",
+    "path", "kind", "frame", "time_s", "face", "track", "faces_found", "x0", "y0", "x1", "y1", "det_score",
     "face_score", "frame_score", "video_score", "threshold", "verdict", "error",
 )
 _BARS = "▁▂▃▄▅▆▇█"
@@ -62,10 +62,15 @@ def summary(result: DetectionResult) -> str:
     if result.no_face_frames and result.kind != IMAGE:
         lines.append(f"  no face in {len(result.no_face_frames)} frames: at "
                      f"{_seconds([f.time for f in result.no_face_frames])}")
-    many = [f for f in result.frames if f.faces_found > len(f.faces)]
-    if many:
-        lines.append(f"  {len(many)} frame{'s' * (len(many) != 1)} had more faces than the {len(many[0].faces)} "
-                     "scored (largest first)")
+    dropped = [f for f in result.frames if f.faces_found > len(f.faces)]
+    if dropped and result.kind != IMAGE:
+        lines.append(f"  {len(dropped)} frame{'s' * (len(dropped) != 1)} had faces on no track scored "
+                     "(one-frame detections, or beyond --max-faces tracks): not judged")
+    if result.kind != IMAGE:
+        for t in result.tracks:
+            seen = f"{t.frames} frames" + (f" ({t.frames - t.detected} interpolated)" if t.detected < t.frames else "")
+            lines.append(f"  track {t.id}: {seen}, {t.start:.1f}-{t.end:.1f} s, p(fake) {t.score:.3f}: "
+                         f"{t.verdict.upper()}")
     if result.kind != IMAGE and with_face:
         lines.append(f"  timeline: {sparkline(result)}")
     top = result.top_frame
@@ -75,7 +80,7 @@ def summary(result: DetectionResult) -> str:
         where = "" if result.kind == IMAGE else f"frame {top.index} at {top.time:.1f} s, "
         lines.append(f"  most suspicious face: {where}p(fake) {face.score:.3f}, box ({box})")
         if result.kind != IMAGE or len(top.faces) > 1:
-            lines.append("  rule: frame score = max over its faces; video score = mean over frames with a face")
+            lines.append("  rule: track score = mean over its faces; score = max over tracks")
     explanation = result.explanation
     if explanation:
         lines.append("  explanation (most suspicious face):")
@@ -113,7 +118,7 @@ def csv_rows(record: DetectionResult | dict[str, Any]) -> list[dict[str, Any]]:
             rows.append(common)
         for i, face in enumerate(frame.faces):
             x0, y0, x1, y1 = face.box
-            rows.append({**common, "face": i, "x0": _num(x0), "y0": _num(y0), "x1": _num(x1), "y1": _num(y1),
+            rows.append({**common, "face": i, "track": "" if face.track is None else face.track, "x0": _num(x0), "y0": _num(y0), "x1": _num(x1), "y1": _num(y1),
                          "det_score": _num(face.det_score), "face_score": _num(face.score)})
     return rows
 

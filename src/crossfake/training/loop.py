@@ -43,6 +43,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
+from crossfake.data.preprocess.run import crop_spec_of_manifest
 from crossfake.evaluation.metrics import eer, roc_auc
 from crossfake.evaluation.predict import predict_manifest, sigmoid
 from crossfake.methods import Detector, create_detector
@@ -445,6 +446,8 @@ def _finalize(
     if state["best_val_auc"] is None:  # nothing was trained: the one model's validation AUC
         state["best_val_auc"] = val_auc
     trainable, total = counts
+    # The crops' specification travels with the run, so `crossfake detect` crops a suspect's faces alike.
+    crop = crop_spec_of_manifest(config.data.manifest)
     write_run_record(
         run_dir,
         provenance(
@@ -453,6 +456,7 @@ def _finalize(
                 "config": config.to_dict(),
                 "manifest": str(config.data.manifest),
                 "manifest_sha256": file_sha256(config.data.manifest),
+                "crop": crop[0].model_dump(mode="json") if crop else None,
                 "data": {
                     name: _describe_rows(rows)
                     for name, rows in (("train", data.train_rows), ("val", data.val_rows))

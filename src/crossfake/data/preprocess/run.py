@@ -1,4 +1,4 @@
-"""The ``prepare`` pipeline: videos → sampled frames → largest face → square crops → Parquet manifest.
+"""The ``prepare`` pipeline: videos → sampled frames → face tracks → square crops → Parquet manifest.
 
 Output layout (``out_dir``)::
 
@@ -16,9 +16,15 @@ every shard: resuming with different settings would mix two kinds of crops in on
 error (use a new folder or ``overwrite=True``). ``manifest.parquet`` and ``failures.parquet`` are
 rebuilt from the shards of the records given, in their order, at the end of every run.
 
-**No face.** With ``no_face="skip"`` (default) a frame without a face gives no crop and a failure row
-(stage ``detect``, reason ``no face``); a video with no face in any sampled frame also gets a
-whole-video failure row. With ``no_face="center"`` such a frame is kept as the largest centred square of
+**Faces.** Each video's faces are detected in every sampled frame and linked into tracks
+(:mod:`crossfake.data.preprocess.faces`): by default only the subject's track is cropped (``faces:
+all`` crops every track), one-frame detections are dropped as likely false positives, and boxes are
+smoothed along the track. Every crop records its track, its face box and five landmarks, and the square
+it was cut from.
+
+**No face.** With ``no_face="skip"`` (default) a frame without a face of a kept track gives no crop and a
+failure row (stage ``detect``, reason ``no face``, or ``no tracked face`` where only dropped detections
+were found); a video with no face in any sampled frame also gets a whole-video failure row. With ``no_face="center"`` such a frame is kept as the largest centred square of
 the frame (no margin), with ``num_faces`` 0 and NaN box and score: meant for corpora that are already
 face crops.
 
@@ -38,19 +44,16 @@ import re
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import cv2
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from tqdm.auto import tqdm
 
 from crossfake.data.identity import identity_groups
@@ -61,12 +64,14 @@ from crossfake.data.manifest import (
     empty_manifest,
     write_manifest,
 )
-from crossfake.data.preprocess.crop import center_box, crop_square, largest_face, save_image, square_box
-from crossfake.data.preprocess.detectors import FaceDetector, create_face_detector, list_face_detectors
-from crossfake.data.preprocess.video import Sampling, VideoReadError, sample_frames
+from crossfake.data.preprocess.crop import CropSpec, encode_crop
+from crossfake.data.preprocess.face_detectors import LANDMARK_NAMES
+from crossfake.data.preprocess.faces import FaceCrop, FaceCropper
+from crossfake.data.preprocess.video import Sampling, VideoReadError, decode_frames, sample_frames
 from crossfake.data.sources.base import VideoRecord
+from crossfake.utils.config import read_yaml
 from crossfake.utils.errors import CrossfakeError
-from crossfake.utils.io import atomic_path, write_json_atomic, write_table_atomic
+from crossfake.utils.io import atomic_path, write_bytes_atomic, write_json_atomic, write_table_atomic
 from crossfake.utils.logging import get_logger
 from crossfake.utils.provenance import provenance
 
@@ -75,6 +80,7 @@ log = get_logger("prepare")
 SHARD_DIR = ".shards"
 _SHARD_KEY = b"crossfake"  # Parquet schema-metadata key holding a shard's failures and status
 NO_FACE = "no face"
+NO_TRACKED_FACE = "no tracked face"  # faces were found, but only one-frame detections (dropped)
 
 
 def default_workers() -> int:
@@ -82,28 +88,24 @@ def default_workers() -> int:
     return min(os.cpu_count() or 1, 4)
 
 
-class NoFacePolicy(StrEnum):
-    """What to do with a sampled frame in which the detector finds no face."""
-
-    SKIP = "skip"  # no crop; record a failure
-    CENTER = "center"  # keep the centred square of the frame
+#: Keys of a flat (crossfake 0.1) prepare config that now live in its ``crop`` section.
+_LEGACY_CROP_KEYS = {"detector": "face_detector", "detector_options": "face_detector_options"}
 
 
 class PrepareConfig(BaseModel):
     """Settings of :func:`prepare`. Invalid values raise :class:`CrossfakeError`; unknown keys too.
+
+    Crop settings may be given flat beside the sampling ones (``PrepareConfig(frames=8, margin=1.5)``,
+    ``prepare: {frames: 8, face_detector: haar}`` in YAML) or as a ``crop`` mapping; the names
+    ``detector``/``detector_options`` of crossfake 0.1 are read as ``face_detector``/``face_detector_options``.
 
     Attributes:
         sampling: ``uniform`` (``frames`` evenly spaced frames), ``every`` (every ``every``-th frame) or
             ``all``.
         frames: frames per video for ``uniform`` sampling (DeepfakeBench: 32; the reports used ~10).
         every: step for ``every`` sampling.
-        detector: a name from :func:`~crossfake.data.preprocess.detectors.list_face_detectors`.
-        detector_options: keyword options of the detector, e.g. ``{"weights": "yunet.onnx"}``.
-        margin: the crop's side as a multiple of the face box's longer side.
-        size: side of the saved square crops in pixels.
-        format: ``png`` (lossless) or ``jpg``.
-        quality: JPEG quality.
-        no_face: ``skip`` or ``center``, see the module docstring.
+        crop: the :class:`~crossfake.data.preprocess.crop.CropSpec`: face detector, margin, size,
+            alignment, format, no-face policy, faces kept.
         workers: worker processes; 0 runs everything in this process. Workers are spawned (not forked), so
             a script that calls :func:`prepare` with workers needs the usual ``if __name__ == "__main__":``.
     """
@@ -113,13 +115,7 @@ class PrepareConfig(BaseModel):
     sampling: Sampling = Sampling.UNIFORM
     frames: int = Field(32, gt=0)
     every: int = Field(1, gt=0)
-    detector: str = "haar"
-    detector_options: dict[str, Any] = Field(default_factory=dict)
-    margin: float = Field(1.3, ge=1.0)
-    size: int = Field(256, ge=32)
-    format: Literal["png", "jpg"] = "png"
-    quality: int = Field(95, ge=1, le=100)
-    no_face: NoFacePolicy = NoFacePolicy.SKIP
+    crop: CropSpec = CropSpec()
     workers: int = Field(default_factory=default_workers, ge=0)
 
     def __init__(self, **data: Any) -> None:
@@ -132,23 +128,24 @@ class PrepareConfig(BaseModel):
             )
             raise CrossfakeError(f"invalid prepare config: {problems}") from None
 
-    @field_validator("detector")
+    @model_validator(mode="before")
     @classmethod
-    def _known_detector(cls, name: str) -> str:
-        if name not in list_face_detectors():
-            raise ValueError(f"unknown face detector; available: {', '.join(list_face_detectors())}")
-        return name
+    def _flat_crop_keys(cls, data: Any) -> Any:
+        """Move crop settings given beside the sampling ones into ``crop``."""
+        if not isinstance(data, dict):
+            return data
+        data = {_LEGACY_CROP_KEYS.get(k, k): v for k, v in data.items()}
+        flat = {k: data.pop(k) for k in list(data) if k in CropSpec.model_fields}
+        if flat:
+            crop = data.get("crop", {})
+            crop = crop.model_dump() if isinstance(crop, CropSpec) else dict(crop or {})
+            data["crop"] = {**crop, **flat}
+        return data
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> PrepareConfig:
         """Load settings from a YAML mapping of field names; ``overrides`` take precedence."""
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except OSError as e:
-            raise CrossfakeError(f"cannot read prepare config {path}: {e.strerror}") from None
-        except yaml.YAMLError as e:
-            raise CrossfakeError(f"{path} is not valid YAML: {e}") from None
+        data = read_yaml(Path(path)) or {}
         if not isinstance(data, dict):
             raise CrossfakeError(f"{path}: expected a mapping of prepare settings, got {type(data).__name__}")
         try:
@@ -262,7 +259,7 @@ def _shard_name(video_id: str) -> str:
     return f"{slug}-{hashlib.sha1(video_id.encode()).hexdigest()[:10]}.parquet"
 
 
-def _process_video(task: _Task, detector: FaceDetector) -> _Result:
+def _process_video(task: _Task, cropper: FaceCropper) -> _Result:
     """Crop one video and write its shard. Never raises for a problem with the video itself."""
     rec, cfg = task.record, task.config
     result = _Result(rec.video_id)
@@ -277,16 +274,26 @@ def _process_video(task: _Task, detector: FaceDetector) -> _Result:
     shutil.rmtree(task.out_dir / rel_dir, ignore_errors=True)
     base = _record_columns(rec, task.group)
     planned: list[int] = []
-    decoded: set[int] = set()
+    decoded: list[int] = []
     stage = "open"
     try:
         planned, frames = sample_frames(rec.path, cfg.sampling, cfg.frames, cfg.every)
         stage = "decode"
-        for idx, rgb in frames:
-            decoded.add(idx)
-            row = _crop_frame(rgb, idx, rel_dir, task.out_dir, cfg, detector, fail)
-            if row is not None:
-                rows.append({**base, **row})
+        found = cropper.detect(frames)
+        decoded = found.indices
+        stage = "write"
+        for idx, crops in cropper.crops(found, lambda indices: decode_frames(rec.path, indices)):
+            if idx in found.errors:
+                fail(idx, "detect", found.errors[idx])
+            elif not crops:
+                fail(idx, "detect", NO_FACE if not found.faces_at(idx) else NO_TRACKED_FACE)
+            num_faces = len(found.faces_at(idx))
+            for crop in crops:
+                row = _save_crop(crop, num_faces, rel_dir, task.out_dir, cfg.crop, fail)
+                if row is not None:
+                    rows.append({**base, **row})
+        if found.decode_error is not None:  # the frames decoded before it are cropped; the rest fail
+            raise found.decode_error
     except VideoReadError as e:
         if e.stage == "open":
             fail(None, "open", e.reason)
@@ -297,20 +304,18 @@ def _process_video(task: _Task, detector: FaceDetector) -> _Result:
     except Exception as e:  # an unexpected library error on this file must not end the whole run
         fail(None, stage, f"{type(e).__name__}: {e}")
     else:
-        for idx in planned:
-            if idx not in decoded:
-                fail(idx, "decode", "frame not decoded (stream shorter than its frame count)")
+        for idx in sorted(set(planned) - set(decoded)):
+            fail(idx, "decode", "frame not decoded (stream shorter than its frame count)")
 
     result.frames_sampled = len(decoded)
-    no_face = sum(1 for f in failures if f["stage"] == "detect" and f["frame_idx"] is not None)
-    result.faces_found = len(decoded) - no_face - sum(1 for r in rows if r["num_faces"] == 0)
+    result.faces_found = len({r["frame_idx"] for r in rows if r["num_faces"] > 0})
     result.crops_written = len(rows)
     if not rows:
         result.failed = True
         if not any(f["frame_idx"] is None for f in failures):
             if not decoded:
                 fail(None, "decode", "0 decodable frames")
-            elif all(f["reason"] == NO_FACE for f in failures):
+            elif all(f["reason"] in (NO_FACE, NO_TRACKED_FACE) for f in failures):
                 fail(None, "detect", "no face in any sampled frame")
             else:
                 fail(None, Counter(f["stage"] for f in failures).most_common(1)[0][0], "no crop written")
@@ -321,44 +326,50 @@ def _process_video(task: _Task, detector: FaceDetector) -> _Result:
     return result
 
 
-def _crop_frame(
-    rgb: np.ndarray,
-    idx: int,
-    rel_dir: Path,
-    out_dir: Path,
-    cfg: PrepareConfig,
-    detector: FaceDetector,
-    fail: Callable[[int | None, str, str], None],
-) -> dict[str, Any] | None:
-    """Detect, crop and save one frame; the frame's manifest columns, or ``None`` after ``fail(...)``."""
-    try:
-        faces = detector(rgb)
-    except Exception as e:
-        fail(idx, "detect", f"{type(e).__name__}: {e}")
-        return None
-    face = largest_face(faces)
-    if face is None and cfg.no_face is NoFacePolicy.SKIP:
-        fail(idx, "detect", NO_FACE)
-        return None
-    rel_path = rel_dir / f"{idx:06d}.{cfg.format}"
-    try:
-        box = square_box(face, cfg.margin) if face else center_box(rgb.shape[1], rgb.shape[0])
-        save_image(out_dir / rel_path, crop_square(rgb, box, cfg.size), cfg.format, cfg.quality)
-    except Exception as e:
-        fail(idx, "write", f"{type(e).__name__}: {e}")
-        return None
+def crop_columns(crop: FaceCrop, num_faces: int, spec: CropSpec) -> dict[str, Any]:
+    """The manifest columns that describe one crop: its face, landmarks, track and the square cut."""
     nan = float("nan")
-    return {
-        "path": rel_path.as_posix(),
-        "frame_idx": idx,
+    face = crop.face
+    points = face.landmarks if face is not None and face.landmarks is not None else [(nan, nan)] * 5
+    columns: dict[str, Any] = {
+        "frame_idx": crop.index,
         "face_x0": face.x0 if face else nan,
         "face_y0": face.y0 if face else nan,
         "face_x1": face.x1 if face else nan,
         "face_y1": face.y1 if face else nan,
-        "det_score": face.score if face else nan,
-        "num_faces": len(faces),
-        "detector": cfg.detector,
     }
+    for name, (x, y) in zip(LANDMARK_NAMES, points, strict=True):
+        columns[f"{name}_x"], columns[f"{name}_y"] = x, y
+    columns.update(
+        {
+            "crop_x0": crop.box[0],
+            "crop_y0": crop.box[1],
+            "crop_x1": crop.box[2],
+            "crop_y1": crop.box[3],
+            "crop_angle": crop.angle,
+            "det_score": face.score if face else nan,
+            "interpolated": crop.interpolated,
+            "track_id": crop.track_id,
+            "num_faces": num_faces,
+            "face_detector": spec.face_detector,
+        }
+    )
+    return columns
+
+
+def _save_crop(
+    crop: FaceCrop, num_faces: int, rel_dir: Path, out_dir: Path, spec: CropSpec, fail: Any
+) -> dict[str, Any] | None:
+    """Save one crop; its manifest columns, or ``None`` after ``fail(...)``."""
+    # The subject's crop (track 0) keeps the plain name; other tracks' crops of the frame are suffixed.
+    name = f"{crop.index:06d}" + ("" if crop.track_id in (None, 0) else f"_t{crop.track_id}")
+    rel_path = rel_dir / f"{name}.{spec.format}"
+    try:
+        write_bytes_atomic(out_dir / rel_path, encode_crop(crop.image, spec))
+    except Exception as e:
+        fail(crop.index, "write", f"{type(e).__name__}: {e}")
+        return None
+    return {"name": name, "path": rel_path.as_posix(), **crop_columns(crop, num_faces, spec)}
 
 
 # -- shards -----------------------------------------------------------------------------------------
@@ -369,7 +380,7 @@ def _write_shard(
 ) -> None:
     df = empty_manifest() if not rows else pd.DataFrame(rows)
     if rows:
-        df["sample_id"] = [f"{rec.video_id}/{i:06d}" for i in df["frame_idx"]]
+        df["sample_id"] = [f"{rec.video_id}/{name}" for name in df.pop("name")]
     table = pa.Table.from_pandas(coerce(df), preserve_index=False)
     meta = {
         "video_id": rec.video_id,
@@ -402,19 +413,19 @@ def _config_changed(where: str) -> CrossfakeError:
 
 # -- workers ----------------------------------------------------------------------------------------
 
-_WORKER_DETECTOR: FaceDetector | None = None
+_WORKER_CROPPER: FaceCropper | None = None
 
 
-def _init_worker(detector: str, options: dict[str, Any]) -> None:
-    global _WORKER_DETECTOR
+def _init_worker(spec: CropSpec) -> None:
+    global _WORKER_CROPPER
     # Parallelism comes from the processes; OpenCV's own threads would only oversubscribe the cores.
     cv2.setNumThreads(1)
-    _WORKER_DETECTOR = create_face_detector(detector, **options)
+    _WORKER_CROPPER = FaceCropper(spec)
 
 
 def _worker_run(task: _Task) -> _Result:
-    assert _WORKER_DETECTOR is not None, "worker not initialised"
-    return _process_video(task, _WORKER_DETECTOR)
+    assert _WORKER_CROPPER is not None, "worker not initialised"
+    return _process_video(task, _WORKER_CROPPER)
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -485,7 +496,7 @@ def prepare(
         _clear_outputs(out_dir)
     _check_previous(out_dir, config_hash)
     # Built here first so a bad detector setting (e.g. missing weights) fails before any work starts.
-    detector = create_face_detector(config.detector, **config.detector_options)
+    cropper = FaceCropper(config.crop)
 
     shard_dir = out_dir / SHARD_DIR
     shard_dir.mkdir(parents=True, exist_ok=True)
@@ -506,7 +517,7 @@ def prepare(
     log.info("preparing %d videos into %s (%d already done)", len(tasks), out_dir, summary.skipped)
 
     shard_errors: dict[str, str] = {}
-    for result in _run_tasks(tasks, config, detector, progress, start):
+    for result in _run_tasks(tasks, config, cropper, progress, start):
         summary.frames_sampled += result.frames_sampled
         summary.faces_found += result.faces_found
         summary.crops_written += result.crops_written
@@ -538,7 +549,7 @@ def prepare(
 
 
 def _run_tasks(
-    tasks: list[_Task], config: PrepareConfig, detector: FaceDetector, progress: bool, start: float
+    tasks: list[_Task], config: PrepareConfig, cropper: FaceCropper, progress: bool, start: float
 ) -> Iterator[_Result]:
     """Yield the result of every task, from this process or a pool, with a progress bar over videos."""
     # disable=None: no bar when stderr is not a terminal (log files, CI).
@@ -558,7 +569,7 @@ def _run_tasks(
         workers = min(config.workers, len(tasks))
         if workers == 0:
             for task in tasks:
-                yield advance(_process_video(task, detector))
+                yield advance(_process_video(task, cropper))
             return
         # spawn: the same behaviour on every OS, and no fork of a process holding decoder/tqdm threads.
         ctx = multiprocessing.get_context("spawn")
@@ -566,7 +577,7 @@ def _run_tasks(
             workers,
             mp_context=ctx,
             initializer=_init_worker,
-            initargs=(config.detector, config.detector_options),
+            initargs=(config.crop,),
         ) as pool:
             futures = [pool.submit(_worker_run, t) for t in tasks]
             try:
@@ -616,3 +627,41 @@ def _collect(
     manifest = pd.concat(manifests, ignore_index=True) if manifests else empty_manifest()
     fail_df = pd.DataFrame(failures, columns=list(FAILURE_COLUMNS)) if failures else empty_failures()
     return coerce(manifest), coerce(fail_df, FAILURE_COLUMNS)
+
+
+# -- the crop specification of a prepared manifest ------------------------------------------------------
+
+
+def read_prepare_config(path: str | Path) -> PrepareConfig:
+    """The settings in a ``prepare.json`` written by :func:`prepare`, or in a prepare YAML config."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return PrepareConfig.from_yaml(path, workers=0)
+    if not isinstance(data, dict):
+        raise CrossfakeError(f"{path}: expected prepare.json or a mapping of prepare settings")
+    try:
+        return PrepareConfig(**{**data.get("config", data), "workers": 0})
+    except CrossfakeError as e:
+        raise CrossfakeError(f"{path}: {e}") from None
+
+
+def crop_spec_of_manifest(manifest: str | Path) -> tuple[CropSpec, Path] | None:
+    """The crop specification a manifest's crops were made with, and the ``prepare.json`` it came from.
+
+    Looked up beside the manifest, or beside the manifest a split manifest was made from (its
+    ``split_*.json`` sidecar records it); None if neither has one.
+    """
+    manifest = Path(manifest)
+    candidates = [manifest.parent / "prepare.json"]
+    try:
+        origin = json.loads(manifest.with_suffix(".json").read_text(encoding="utf-8")).get("manifest")
+        if origin:
+            candidates.append(Path(origin).parent / "prepare.json")
+    except (OSError, ValueError, AttributeError):
+        pass
+    for candidate in candidates:
+        if candidate.is_file():
+            return read_prepare_config(candidate).crop, candidate
+    return None

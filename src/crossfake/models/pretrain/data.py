@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from crossfake.data.preprocess.crop import crop_square, square_box
-from crossfake.data.preprocess.detectors import Face
+from crossfake.data.preprocess.face_detectors import Face
 from crossfake.data.synth.faces import FaceRenderer, Identity, Motion, to_uint8
 from crossfake.models.pretrain.config import PretrainData
 
