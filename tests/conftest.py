@@ -64,6 +64,28 @@ def manifest_from_records(records: list[VideoRecord], frames: int = 3) -> pd.Dat
     return coerce(df)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip tests marked ``gpu`` without a CUDA device and ``bitsandbytes`` without the package."""
+    import importlib.util
+
+    missing = {
+        "gpu": None if _cuda() else "no CUDA device",
+        "bitsandbytes": None if importlib.util.find_spec("bitsandbytes") else "bitsandbytes is not installed",
+    }
+    for item in items:
+        for mark, reason in missing.items():
+            if reason and mark in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _no_downloads(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tests never download: model files come from an empty cache of their own (YuNet's weights are

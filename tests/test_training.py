@@ -23,6 +23,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from crossfake.data.manifest import read_manifest, write_manifest
+from crossfake.evaluation.metrics import eer
 from crossfake.evaluation.predict import predict_manifest
 from crossfake.methods import create_detector, list_methods, method_class, method_config
 from crossfake.training import FeatureCache, TrainConfig, load_run, shipped_configs, train
@@ -170,6 +171,10 @@ def test_run_dir_holds_exactly_the_expected_files(trained: tuple[TrainConfig, Pa
     assert [h["step"] for h in record["history"]] == [5, 10, 15]  # 36 rows / batch 8 -> 5 steps per epoch
     assert record["parameters"]["trainable"] == 33  # Linear(32, 1) on the tiny CLIP's projection
     assert math.isfinite(record["threshold"]) and "EER" in record["threshold_rule"]
+    # The stated rule, pinned: the threshold is the EER threshold of the run's own validation predictions.
+    val = pd.read_parquet(run_dir / "val_predictions.parquet")
+    assert record["threshold"] == eer(val["label"].to_numpy(), val["score"].to_numpy()).threshold
+    assert record["threshold"] != 0.5
     assert record["manifest_sha256"] and record["git"] and record["packages"]["torch"]
     assert record["data"]["train"]["rows"] == 36 and record["data"]["val"]["rows"] == 18
     assert record["lr"] == 1e-2 and record["wall_time_s"] > 0
@@ -402,8 +407,7 @@ def test_predict_streams_in_batches_and_resumes(
 @pytest.mark.parametrize("name", shipped_configs())
 def test_shipped_configs_parse(name: str, tiny: Path) -> None:
     method = yaml.safe_load(resolve_config_path(name).read_text())["method"]["name"]
-    if method not in list_methods():
-        pytest.skip(f"method {method!r} is not registered yet")
+    assert method in list_methods(), f"shipped config {name} names the unregistered method {method!r}"
     config = TrainConfig.from_yaml(name, overrides=[f"data.manifest={tiny}"])
     # The seed reports' settings: the method's real backbone, one epoch, an effective batch of 32.
     assert config.method.method == name and config.method.backbone == method_config(name).backbone
@@ -447,7 +451,6 @@ def test_bad_configs_fail_at_parse_time(tiny: Path, overrides: list[str], messag
         assert "linear_probe.yaml is invalid" in str(e.value)  # names the file
 
 
-@pytest.mark.skipif("lora" not in list_methods(), reason="the lora method is not registered yet")
 def test_negative_lora_rank_fails_at_parse_time(tiny: Path) -> None:
     with pytest.raises(CrossfakeError, match=r"lora.yaml is invalid: method: .*r: .*greater than"):
         TrainConfig.from_yaml("lora", overrides=[f"data.manifest={tiny}", "method.r=-1"])

@@ -102,6 +102,7 @@ def test_loss_covers_only_the_answer_tokens() -> None:
     assert batch["attention_mask"][1].sum() < batch["attention_mask"][0].sum()  # the smaller image is padded
 
 
+@pytest.mark.bitsandbytes
 def test_qlora_trains_on_the_cpu_and_adapters_round_trip() -> None:
     detector = create_detector("vlm_qlora", backbone="tiny")  # quantize: nf4 (the default)
     assert any(type(m).__name__ == "Linear4bit" for m in detector.model.modules())
