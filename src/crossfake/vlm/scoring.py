@@ -9,10 +9,12 @@ How :func:`verdict_logits` computes the logit of one image (all images of a batc
    ending in a space would force the rare space token and split the verdict word).
 2. The processor tokenizes the texts with the images, **left-padded**, so that the last position of every
    row is the prefix's last token; one forward pass gives ``z = logits[:, -1, :]``, the next-token logits.
-3. ``fake_ids`` / ``real_ids`` are the token ids spelling the verdict word: every case and leading-space
-   variant (``fake``, `` fake``, ``Fake``, `` Fake``, ``FAKE``, `` FAKE``) that the tokenizer encodes as a
-   single token; if no variant is a single token, the first tokens of all variants (:func:`verdict_token_ids`).
-   An id on both sides is dropped from both.
+3. ``fake_ids`` / ``real_ids`` are the token ids spelling the verdict words in every case and leading-space
+   form (``fake``/``real``, `` fake``/`` real``, ``Fake``/``Real``, `` Fake``/`` Real``, ``FAKE``/``REAL``,
+   `` FAKE``/`` REAL``) in which the tokenizer encodes *both* words as single tokens, so that the two sums
+   cover the same forms (Qwen2.5's vocabulary has ``REAL`` as one token but ``FAKE`` as two, ``FA`` +
+   ``KE``: that form is left out of both). If no form is a single token for both words, the first tokens
+   of all forms are used (:func:`verdict_token_ids`). An id on both sides is dropped from both.
 4. ``logit = logsumexp(z[fake_ids]) - logsumexp(z[real_ids])``, computed in float32. The softmax
    normaliser cancels, so ``sigmoid(logit) = p(fake) / (p(fake) + p(real))``: the model's probability of
    "fake" given that it answers with one of the two words — a score for every image, hence AUC and EER.
@@ -30,9 +32,10 @@ from crossfake.utils.errors import CrossfakeError
 from crossfake.vlm.prompts import PromptTemplate
 
 
-def _variants(word: str) -> list[str]:
-    cases = dict.fromkeys([word.lower(), word.capitalize(), word.upper()])
-    return [space + case for case in cases for space in ("", " ")]
+def _forms(word: str, other: str) -> list[tuple[str, str]]:
+    """Both words in each case and leading-space form: ("fake", "real"), (" fake", " real"), ..."""
+    forms = [(case, space) for case in (str.lower, str.capitalize, str.upper) for space in ("", " ")]
+    return list(dict.fromkeys((space + case(word), space + case(other)) for case, space in forms))
 
 
 def verdict_token_ids(tokenizer, word: str, other: str) -> list[int]:
@@ -42,14 +45,16 @@ def verdict_token_ids(tokenizer, word: str, other: str) -> list[int]:
         CrossfakeError: no token of the vocabulary starts ``word`` unambiguously.
     """
 
-    def ids(w: str) -> tuple[set[int], set[int]]:
-        encoded = [tokenizer(v, add_special_tokens=False)["input_ids"] for v in _variants(w)]
-        encoded = [e for e in encoded if e]
-        return {e[0] for e in encoded if len(e) == 1}, {e[0] for e in encoded}
+    def ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    single, first = ids(word)
-    other_single, other_first = ids(other)
-    chosen = (single or first) - (other_single or other_first)
+    encoded = [(ids(w), ids(o)) for w, o in _forms(word, other)]
+    # A form counts only where both words are one token, else the sums would compare different forms.
+    single = [(w[0], o[0]) for w, o in encoded if len(w) == 1 and len(o) == 1]
+    if single:
+        chosen = {w for w, _ in single} - {o for _, o in single}
+    else:
+        chosen = {w[0] for w, _ in encoded if w} - {o[0] for _, o in encoded if o}
     if not chosen:
         raise CrossfakeError(f"the tokenizer has no token that starts {word!r} but not {other!r}")
     return sorted(chosen)
