@@ -8,6 +8,7 @@ is loaded::
       r: 32
     data:
       manifest: data/ffpp/split_report1.parquet   # a manifest with a `split` column
+      pseudo_fakes: {kind: sbi}   # optional: fakes made from the real crops each epoch (SBI), real-only
     train:
       epochs: 1
       batch_size: 32        # lr: null -> the method's default learning rate
@@ -57,6 +58,35 @@ RUN_CONTROL_KEYS: frozenset[str] = frozenset(
 )
 
 
+class PseudoFakeConfig(BaseModel):
+    """Fakes made from the real training crops while training (e.g. SBI's self-blended images).
+
+    Every epoch, ``ratio`` x (real training crops) pseudo-fakes (label 1) are made afresh, each from one
+    real crop, as a pure function of (``train.seed``, epoch, crop). Validation rows are never touched: the
+    checkpoint is still selected on the manifest's own validation fakes.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str = Field(description="a registered pseudo-fake maker (crossfake.data.pseudo_fakes), e.g. sbi")
+    ratio: float = Field(
+        1.0, gt=0, le=1, description="pseudo-fakes per real training crop and epoch (1: one for each)"
+    )
+    manifest_fakes: bool = Field(
+        False, description="also train on the manifest's fake rows (false: real crops + pseudo-fakes only)"
+    )
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        from crossfake.data.pseudo_fakes import list_pseudo_fakes  # imports OpenCV: only when asked for
+
+        known = list_pseudo_fakes()
+        if kind not in known:
+            raise ValueError(f"unknown pseudo-fake kind {kind!r}; available: {', '.join(known)}")
+        return kind
+
+
 class DataConfig(BaseModel):
     """Which rows of which manifest the detector is trained and selected on."""
 
@@ -72,6 +102,9 @@ class DataConfig(BaseModel):
     )
     max_frames_per_video: int | None = Field(
         None, ge=1, description="keep at most this many evenly spaced frames per video (train and val)"
+    )
+    pseudo_fakes: PseudoFakeConfig | None = Field(
+        None, description="add fakes made from the real training crops every epoch (null: none)"
     )
 
     @field_validator("manifest")

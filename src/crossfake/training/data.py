@@ -2,13 +2,16 @@
 
 Only the rows of the training and validation splits ever reach the trainer: :func:`read_training_manifest`
 skips every other row (test included) while reading the Parquet file, and :func:`training_rows` selects
-and checks them.
+and checks them. With ``data.pseudo_fakes`` the training set also holds fakes made from its real crops
+every epoch (:class:`PseudoFakeDataset`, through the maker registry of :mod:`crossfake.data.pseudo_fakes`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,17 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from crossfake.data.manifest import SPLIT_COLUMN, coerce, resolve_paths
-from crossfake.training.config import DataConfig
+from crossfake.data.pseudo_fakes import (
+    GEOMETRY_COLUMNS,
+    GEOMETRY_SOURCES,
+    FaceRegion,
+    PseudoFakeExample,
+    draw_examples,
+    face_region,
+    geometry_source,
+    pseudo_fake_maker,
+)
+from crossfake.training.config import DataConfig, PseudoFakeConfig
 from crossfake.utils.errors import CrossfakeError
 
 
@@ -68,6 +81,145 @@ def load_crop(path: str | Path, sample_id: str = "") -> Image.Image:
         raise CrossfakeError(f"{what} is unreadable or corrupt: {e}") from None
 
 
+class PseudoFakeDataset(FaceCropDataset):
+    """The training rows, followed by pseudo-fakes made afresh every epoch from the real ones.
+
+    Items ``0 .. len(rows) - 1`` are the rows as :class:`FaceCropDataset` serves them. The
+    :attr:`n_pseudo` items after them are pseudo-fakes (label 1), each made by the maker ``config.kind``
+    from one real row's crop and face geometry (:func:`~crossfake.data.pseudo_fakes.face_region`). Which
+    real rows an epoch's pseudo-fakes come from (all of them at ``ratio`` 1) and each pseudo-fake itself
+    are pure functions of ``(seed, epoch, crop)``: the crop enters by its ``sample_id``, so loader
+    processes, shuffling and resuming cannot change an image. The loader's :class:`EpochShuffle` calls
+    :meth:`set_epoch` and keeps each real crop next to its pseudo-fake (:meth:`shuffle_units`), so the two
+    share a batch as in SBI's training.
+
+    Pseudo-fakes are never cached: they change every epoch.
+
+    Args:
+        manifest_df: the training rows (reals, and fakes if the config keeps them).
+        transform: the detector's transform (one RGB PIL image -> one model input).
+        config: the ``data.pseudo_fakes`` section.
+        seed: the run's seed.
+        root: folder of the relative crop paths (default: the manifest's).
+    """
+
+    def __init__(
+        self,
+        manifest_df: pd.DataFrame,
+        transform: Callable[[Image.Image], Any],
+        config: PseudoFakeConfig,
+        seed: int,
+        root: str | Path | None = None,
+    ) -> None:
+        super().__init__(manifest_df, transform, root)
+        self.config, self.seed, self.epoch = config, seed, 0
+        self.maker = pseudo_fake_maker(config.kind)
+        self.n_rows = len(self.paths)
+        self.real_rows = np.flatnonzero(self.labels == 0)
+        if len(self.real_rows) == 0:
+            raise CrossfakeError(
+                f"data.pseudo_fakes ({config.kind}) makes fakes from the real training crops, but the "
+                "training rows hold none"
+            )
+        self.n_pseudo = max(1, round(config.ratio * len(self.real_rows)))
+        # Frame-pixel geometry, NaN where a column is absent (old manifests) or unknown (Haar: no landmarks).
+        self.geometry = manifest_df.reindex(columns=GEOMETRY_COLUMNS).astype("float64").to_numpy(na_value=np.nan)
+        self.keys = [int.from_bytes(hashlib.sha256(s.encode()).digest()[:8], "little") for s in self.sample_ids]
+        self._sources: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return self.n_rows + self.n_pseudo
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def source_rows(self, epoch: int) -> np.ndarray:
+        """The real row each pseudo-fake of ``epoch`` is made from, by pseudo-fake position."""
+        if self._sources is None or self._sources[0] != epoch:
+            rows = self.real_rows
+            if self.n_pseudo < len(rows):
+                rng = np.random.default_rng([self.seed, epoch, 0x5EED])
+                rows = np.sort(rng.choice(rows, self.n_pseudo, replace=False))
+            self._sources = (epoch, rows)
+        return self._sources[1]
+
+    def shuffle_units(self, epoch: int) -> list[list[int]]:
+        """Groups of item indices that shuffling keeps together: each real row with its pseudo-fake."""
+        units: list[list[int]] = [[i] for i in range(self.n_rows)]
+        for j, row in enumerate(self.source_rows(epoch)):
+            units[row].append(self.n_rows + j)
+        return units
+
+    def face(self, row: int, width: int, height: int) -> FaceRegion:
+        """Row ``row``'s face region in the pixels of its crop."""
+        return face_region(dict(zip(GEOMETRY_COLUMNS, self.geometry[row], strict=True)), width, height)
+
+    def make(self, row: int, epoch: int) -> PseudoFakeExample:
+        """The pseudo-fake of real row ``row`` in ``epoch``, with its crop, mask and face region."""
+        real = np.asarray(load_crop(self.paths[row], self.sample_ids[row]))
+        face = self.face(row, real.shape[1], real.shape[0])
+        fake, mask = self.maker(real, face, np.random.default_rng([self.seed, epoch, self.keys[row]]))
+        return PseudoFakeExample(self.sample_ids[row], real, fake, mask, face)
+
+    def __getitem__(self, i: int) -> tuple[Any, float, int]:
+        if i < self.n_rows:
+            return super().__getitem__(i)
+        fake = self.make(int(self.source_rows(self.epoch)[i - self.n_rows]), self.epoch).fake
+        return self.transform(Image.fromarray(fake)), 1.0, i
+
+    def geometry_counts(self) -> dict[str, int]:
+        """How many real rows get their face region from landmarks, the face box or the crop's centre."""
+        counts = Counter(
+            geometry_source(dict(zip(GEOMETRY_COLUMNS, self.geometry[r], strict=True))) for r in self.real_rows
+        )
+        return {source: counts.get(source, 0) for source in GEOMETRY_SOURCES}
+
+    def describe(self) -> dict[str, Any]:
+        """What a run records about its pseudo-fakes (``run.json``)."""
+        return {
+            **self.config.model_dump(mode="json"),
+            "real_rows": len(self.real_rows),
+            "per_epoch": self.n_pseudo,
+            "face_geometry": self.geometry_counts(),
+        }
+
+    def summary(self) -> str:
+        """One log line: how many pseudo-fakes, and where their face regions come from."""
+        geometry = self.geometry_counts()
+        return (
+            f"pseudo-fakes ({self.config.kind}): {self.n_pseudo} per epoch from {len(self.real_rows)} real "
+            f"training crops, made afresh every epoch; face region from five landmarks for "
+            f"{geometry['landmarks']}, from the face box's ellipse for {geometry['face_box']} (no landmarks, "
+            f"e.g. the Haar detector), from the crop's centre for {geometry['crop_centre']} (no face box)"
+        )
+
+    def examples(self, k: int = 4, epoch: int = 0) -> list[PseudoFakeExample]:
+        """``k`` pseudo-fakes of ``epoch`` as training sees them, from real rows spread over the set."""
+        sources = self.source_rows(epoch)
+        picks = np.unique(np.linspace(0, len(sources) - 1, min(k, len(sources))).round().astype(int))
+        return [self.make(int(sources[p]), epoch) for p in picks]
+
+
+def training_dataset(
+    rows: pd.DataFrame, transform: Callable[[Image.Image], Any], data: DataConfig, seed: int
+) -> FaceCropDataset:
+    """The training rows as a dataset: with pseudo-fakes when ``data.pseudo_fakes`` asks for them."""
+    if data.pseudo_fakes is None:
+        return FaceCropDataset(rows, transform)
+    return PseudoFakeDataset(rows, transform, data.pseudo_fakes, seed)
+
+
+def write_examples(dataset: PseudoFakeDataset, path: str | Path, k: int = 4) -> None:
+    """Save a figure of ``k`` of the first epoch's pseudo-fakes (real crop, pseudo-fake, mask, difference)."""
+    from crossfake.data.sbi import face_hull  # the drawn region: the largest the SBI mask starts from
+
+    examples = [
+        PseudoFakeExample(ex.name, ex.real, ex.fake, ex.mask, ex.face, hull=face_hull(ex.face))
+        for ex in dataset.examples(k)
+    ]
+    draw_examples(examples, path, title=f"pseudo-fakes: {dataset.config.kind}, epoch 1")
+
+
 class Collate:
     """Batch ``(input, label, row)`` items: inputs through the detector's ``collate``, the rest as tensors."""
 
@@ -85,20 +237,35 @@ class EpochShuffle(Sampler[int]):
     Deterministic shuffling is what lets a resumed run replay the interrupted epoch's order and skip the
     batches it already trained on; every process of a multi-GPU run draws the same permutation and
     ``accelerate`` shards it.
+
+    A dataset whose items depend on the epoch takes part: :meth:`set_epoch` is passed on to its own
+    ``set_epoch`` (before the loader's iterator, and so its worker processes, exist), and its
+    ``shuffle_units(epoch)`` (lists of item indices) are permuted as units that stay adjacent.
     """
 
-    def __init__(self, n: int, seed: int) -> None:
+    def __init__(self, n: int, seed: int, dataset: Any = None) -> None:
         self.n, self.seed, self.epoch = n, seed, 0
+        self.dataset = dataset
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
 
     def __len__(self) -> int:
         return self.n
 
     def __iter__(self) -> Iterator[int]:
         seed = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
-        yield from torch.randperm(self.n, generator=torch.Generator().manual_seed(seed)).tolist()
+        generator = torch.Generator().manual_seed(seed)
+        units: Sequence[Sequence[int]] | None = (
+            self.dataset.shuffle_units(self.epoch) if hasattr(self.dataset, "shuffle_units") else None
+        )
+        if units is None:
+            yield from torch.randperm(self.n, generator=generator).tolist()
+            return
+        for k in torch.randperm(len(units), generator=generator).tolist():
+            yield from units[k]
 
 
 def default_workers() -> int:
@@ -124,7 +291,7 @@ def make_loader(
         num_workers: loading processes (None: :func:`default_workers`).
     """
     workers = default_workers() if num_workers is None else num_workers
-    sampler = EpochShuffle(len(dataset), shuffle_seed) if shuffle_seed is not None else None
+    sampler = EpochShuffle(len(dataset), shuffle_seed, dataset) if shuffle_seed is not None else None
     # Every new iterator draws a base seed from the loader's generator. Left to the global RNG, that draw
     # would shift the dropout stream by when loaders happen to be iterated, and a resumed run (which
     # creates its iterator mid-epoch) would drift from an uninterrupted one.
@@ -167,6 +334,7 @@ def training_rows(manifest: pd.DataFrame, data: DataConfig, seed: int) -> tuple[
     Every other row (the test split, unassigned rows) is dropped first; the trainer reads the manifest
     with :func:`read_training_manifest`, which never loads them at all. Training and validation rows must
     be labelled 0/1, and validation must hold both classes (the checkpoint is selected by validation AUC).
+    With ``data.pseudo_fakes`` (and not its ``manifest_fakes``) only the real training rows are kept.
 
     Returns:
         ``(train, val)`` with a fresh 0..n-1 index each; the manifest's ``root`` is kept in ``attrs``.
@@ -191,6 +359,12 @@ def training_rows(manifest: pd.DataFrame, data: DataConfig, seed: int) -> tuple[
             )
         if data.max_frames_per_video is not None:
             rows = _evenly_spaced_frames(rows, data.max_frames_per_video)
+        if name == data.train_split and data.pseudo_fakes is not None and not data.pseudo_fakes.manifest_fakes:
+            rows = rows.loc[rows["label"] == 0]  # real-only training: the fakes are the pseudo-fakes
+            if rows.empty:
+                raise CrossfakeError(
+                    f"{data.manifest}: split {name!r} has no real rows to make pseudo-fakes from"
+                )
         parts.append(rows)
     train, val = parts
     if data.train_fraction < 1:

@@ -69,10 +69,13 @@ from crossfake.training.config import TrainConfig, autocast, resolve_precision
 from crossfake.training.data import (
     Collate,
     FaceCropDataset,
+    PseudoFakeDataset,
     default_workers,
     make_loader,
     read_training_manifest,
+    training_dataset,
     training_rows,
+    write_examples,
 )
 from crossfake.training.features import FeatureCache
 from crossfake.utils.errors import CrossfakeError
@@ -119,6 +122,7 @@ class _Data:
     val_loader: DataLoader
     on_features: bool  # training the head on cached features instead of the whole detector on images
     cache: FeatureCache | None
+    pseudo_fakes: dict[str, Any] | None = None  # what run.json records about them (data.pseudo_fakes)
 
 
 def train(
@@ -176,6 +180,8 @@ def _train(
         accelerator.num_processes,
     )
     data = _load_data(config, detector, accelerator, precision, progress)
+    if data.pseudo_fakes is not None and accelerator.is_main_process:
+        _pseudo_fake_examples(data, run_dir)
     if not detector.trainable_parameters():
         _score_only(config, run_dir, detector, data, precision, (trainable, total), accelerator, progress,
                     session_start)
@@ -393,6 +399,10 @@ def _load_data(
     # Decided by the detector's declared capability, never by its name. A detector that overrides
     # training_step has a loss of its own, which training the head with BCE would silently replace.
     on_features = opts.feature_cache and detector.supports_feature_cache
+    if on_features and config.data.pseudo_fakes is not None:
+        # A cached feature stands for one fixed image; pseudo-fakes are new images every epoch.
+        log.info("data.pseudo_fakes: training on images, not on cached features (pseudo-fakes change every epoch)")
+        on_features = False
     if on_features and type(detector).training_step is not Detector.training_step:
         log.warning(
             "%s overrides training_step: training on images, not on cached features", type(detector).__name__
@@ -408,11 +418,29 @@ def _load_data(
             ]
         collate, workers = None, 0  # in-memory tensors: loader processes would only add overhead
     else:
-        sets = [FaceCropDataset(rows, detector.transform) for rows in (train_rows, val_rows)]
+        sets = [
+            training_dataset(train_rows, detector.transform, config.data, opts.seed),
+            FaceCropDataset(val_rows, detector.transform),
+        ]
         collate = Collate(detector.collate)
+    pseudo = None
+    if isinstance(sets[0], PseudoFakeDataset):
+        pseudo = sets[0].describe()
+        log.info("%s", sets[0].summary())
     train_loader = make_loader(sets[0], opts.batch_size, collate, shuffle_seed=opts.seed, num_workers=workers)
     val_loader = make_loader(sets[1], config.eval_batch_size, collate, num_workers=workers)
-    return _Data(train_rows, val_rows, train_loader, val_loader, on_features, cache)
+    return _Data(train_rows, val_rows, train_loader, val_loader, on_features, cache, pseudo)
+
+
+def _pseudo_fake_examples(data: _Data, run_dir: Path) -> None:
+    """Draw a few of the first epoch's pseudo-fakes into the run directory; record the file's name."""
+    assert data.pseudo_fakes is not None
+    name = f"{data.pseudo_fakes['kind']}_examples.png"
+    dataset = data.train_loader.dataset
+    assert isinstance(dataset, PseudoFakeDataset)
+    write_examples(dataset, run_dir / name)
+    data.pseudo_fakes["examples"] = name
+    log.info("pseudo-fake examples: %s", run_dir / name)
 
 
 def _finalize(
@@ -471,6 +499,7 @@ def _finalize(
                 "device": str(accelerator.device),
                 "num_processes": accelerator.num_processes,
                 "feature_cache": str(data.cache.root) if data.cache is not None else None,
+                "pseudo_fakes": data.pseudo_fakes,
                 "steps": state["step"],
                 "best_step": state["best_step"],
                 "best_val_auc": state["best_val_auc"],
