@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 
 from crossfake.cli.main import main
+from crossfake.data.preprocess.run import crop_spec_of_manifest, read_prepare_config
 from crossfake.data.synth import SynthConfig, synthesize
 from crossfake.experiments import ExperimentConfig, read_experiment, run_experiment, shipped_experiments
 from crossfake.experiments.studies import (
@@ -19,7 +21,6 @@ from crossfake.experiments.studies import (
     run_ablation,
     run_leakage,
 )
-from crossfake.data.preprocess.run import crop_spec_of_manifest, read_prepare_config
 from crossfake.inference.detect import crop_spec_for_run
 from crossfake.training.checkpoint import read_run_info
 from crossfake.utils.errors import CrossfakeError
@@ -41,7 +42,9 @@ def experiment(corpus: tuple[Path, Path, Path], **changes: Any) -> dict[str, Any
     config = {
         "name": "tiny",
         "data": {"root": str(data)},
-        "prepare": {"frames": 2, "cache": str(prepared), "workers": 0},
+        # A corpus given by root is cropped with YuNet by default, whose weights tests may not download;
+        # the synthetic faces are found by Haar (what the runner picks for a synthetic corpus it writes).
+        "prepare": {"frames": 2, "cache": str(prepared), "workers": 0, "face_detector": "haar"},
         "split": "report1",
         "defaults": {"method": {"backbone": "tiny"},
                      "train": {"epochs": 1, "batch_size": 8, "num_workers": 0, "cache_dir": str(features)}},
@@ -88,8 +91,10 @@ def test_every_shipped_study_parses(name: str) -> None:
     if isinstance(study, AblationConfig):
         assert len(study.cells()) == 27 + 2  # the grid, plus the fractions other than the base's 100%
         assert len(study.to_experiment().methods) == 29
-    else:
-        assert set(study.experiments()) == {"leaky", "safe"}
+    else:  # every arm of every seed is a valid experiment, the reference among the arms
+        experiments = study.experiments(Path("runs") / name)
+        assert {arm for arm, _ in experiments} == set(study.arms) and study.reference in study.arms
+        assert {study.test} == {t for e in experiments.values() for t in e.tests}
 
 
 @pytest.mark.parametrize(
@@ -212,17 +217,37 @@ def test_ablation_grid(corpus, tmp_path: Path) -> None:
         assert (tmp_path / "grid" / name).is_file(), name
 
 
-def test_leakage_study(corpus, tmp_path: Path) -> None:
-    study = LeakageConfig.parse(
-        {"name": "leak", "experiment": experiment(corpus), "method": "linear_probe", "test": "NeuralTextures"},
-        where="study",
-    )
-    table = run_leakage(study, tmp_path / "leak", progress=False)
-    assert list(table["mode"]) == ["frame", "identity"]
-    leaky, safe = table.iloc[0], table.iloc[1]
-    assert leaky["test videos with a person seen in training"] > 0
-    assert safe["test videos with a person seen in training"] == 0
-    assert leaky["train-test videos"] > 0 and safe["train-test people"] == 0
+def test_leakage_study(corpus, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "leak.yaml"
+    path.write_text(yaml.safe_dump({"name": "leak", "experiment": experiment(corpus), "method": "linear_probe",
+                                    "test": "NeuralTextures"}))
+    assert main(["leakage", str(path), "--out", str(tmp_path / "leak"), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "# Identity leakage: leak" in printed and "- `linear_probe`: linear_probe on tiny" in printed
+
+    table = pd.read_csv(tmp_path / "leak" / "leakage.csv")
+    assert list(table["arm"]) == ["frames-all", "frames", "videos", "identity"]
+    assert (table["status"] == "done").all() and table["frame_auc"].between(0, 1).all()
+    by = table.set_index("arm")
+    # Each arm's audit of the test set: what it shares with training.
+    assert by.loc["frames-all", "manipulation_frames_in_train"] > 0
+    assert by.loc["frames-all", "people_in_train"] == by.loc["frames-all", "people"]
+    assert by.loc["frames", "manipulation_frames_in_train"] == 0 and by.loc["frames", "videos_in_train"] > 0
+    assert by.loc["videos", "videos_in_train"] == 0 and by.loc["videos", "people_in_train"] > 0
+    assert by.loc["identity", ["people_in_train", "videos_in_train", "manipulation_frames_in_train"]].sum() == 0
+    gaps = by["frame_auc"] - by.loc["identity", "frame_auc"]
+    assert by["frame_gap"].to_numpy() == pytest.approx(gaps.to_numpy())
     record = json.loads((tmp_path / "leak" / "leakage.json").read_text())
-    assert set(record["gap"]) == {"frame auc", "video_mean auc"}
-    assert "AUC gap" in (tmp_path / "leak" / "leakage.md").read_text()
+    assert [r["arm"] for r in record["summary"]] == list(table["arm"]) and record["methods"]["linear_probe"]
+    # Every arm is an experiment run of its own, all cropped once into the shared cache.
+    for arm in table["arm"]:
+        run = read_experiment(tmp_path / "leak" / arm / "seed0")
+        assert run.methods["linear_probe"]["status"] == "done"
+        assert yaml.safe_load((run.run_dir / "experiment.yaml").read_text())["prepare"]["cache"] == str(corpus[1])
+
+    # A second run resumes: nothing is trained or scored again.
+    predictions = {p: p.stat().st_mtime_ns for p in (tmp_path / "leak").rglob("predictions_*.parquet")}
+    assert len(predictions) == 2 * 4  # per arm: the scored test split and the test set
+    config = LeakageConfig.from_yaml(path)
+    run_leakage(config, tmp_path / "leak", progress=False)
+    assert {p: p.stat().st_mtime_ns for p in predictions} == predictions

@@ -9,7 +9,14 @@ import pytest
 
 from crossfake.data.audit import audit_split
 from crossfake.data.sources import get_source
-from crossfake.data.splits import SplitSpec, assign_splits, builtin_specs, load_spec, train_fraction
+from crossfake.data.splits import (
+    SplitMode,
+    SplitSpec,
+    assign_splits,
+    builtin_specs,
+    load_spec,
+    train_fraction,
+)
 from crossfake.utils.errors import CrossfakeError
 from tests.conftest import make_ffpp_tree, manifest_from_records
 
@@ -86,6 +93,20 @@ def test_frame_mode_is_leaky_on_purpose(manifest: pd.DataFrame):
     assert audit_split(df).overlaps["videos"].sum() > 0
 
 
+def test_pooled_spec_gives_every_source_the_same_shares(manifest: pd.DataFrame) -> None:
+    """The reports' leaky split: every source, the test manipulation's included, on every side, frame by frame."""
+    spec = load_spec("report2")
+    pooled = spec.pooled(["real", "NeuralTextures", "real"])
+    assert pooled.mode == SplitMode.frame and list(pooled.sources) == ["real", "NeuralTextures"]
+    assert pooled.sources["NeuralTextures"].as_tuple() == (70, 20, 10)
+    df = assign_splits(manifest, pooled)
+    assert set(df.loc[df["method"] == "NeuralTextures", "split"].dropna()) == {"train", "val", "test"}
+    assert df.loc[df["method"] == "FaceSwap", "split"].isna().all()  # not listed: no split
+    assert (df.groupby("video_id")["split"].nunique() > 1).any()
+    with pytest.raises(CrossfakeError, match=r"report2.*no source\(s\) \['Deepfakes'\]"):
+        spec.pooled(["real", "Deepfakes"])
+
+
 def test_official_mode_keeps_pairs_and_reports_youtube_straddle(manifest: pd.DataFrame):
     df = assign_splits(manifest, load_spec("ffpp-official"))
     assert (df["split"] == df["official_split"]).all()
@@ -138,3 +159,16 @@ def test_train_fraction_samples_whole_training_videos(manifest: pd.DataFrame):
     assert (half.groupby("video_id").size() == 3).all()
     with pytest.raises(CrossfakeError):
         train_fraction(df, 0)
+
+
+def test_identity_assignment_depends_on_neither_row_order_nor_other_groups(ffpp_tree: Path) -> None:
+    # Groups are visited in a seeded order of their names: shuffled rows (which reorder value_counts' ties)
+    # or one lost video (a group one video smaller) must not reshuffle the other groups' sides.
+    df = manifest_from_records(get_source("ffpp", ffpp_tree).records())
+    spec = load_spec("report1")
+    sides = assign_splits(df, spec).groupby("identity_group")["split"].first()
+    shuffled = assign_splits(df.sample(frac=1, random_state=3), spec)
+    assert shuffled.groupby("identity_group")["split"].first().equals(sides)
+    lost = df["video_id"] == df.loc[df["method"] == "FaceSwap", "video_id"].iloc[0]
+    fewer = assign_splits(df[~lost], spec).groupby("identity_group")["split"].first()
+    assert fewer.equals(sides.loc[fewer.index])

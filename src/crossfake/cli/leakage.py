@@ -1,15 +1,26 @@
-"""Identity-leakage study: one detector on a frame-level random split vs an identity-disjoint split.
+"""Identity-leakage study: the same detectors on the same data, split four ways, test AUCs side by side.
 
-STUDY is a YAML file or the shipped `leakage` study (CLIP + LoRA on report 2's shares, NeuralTextures
-test). The same data, method and percentages are split twice: frame by frame at random, so frames of one
-video (one person) are in train and in test, and by identity, so nobody is on two sides. Each split is a
-full experiment run (RUN/leaky, RUN/safe, resumable); leakage.md / .csv / .json hold the test AUCs,
-their gap, and each split's overlap counts from the audit (people and videos shared between splits, and
-test videos showing a person seen in training).
+STUDY is a YAML file or a shipped study: `leakage` (report 2's data and shares, linear probe and LoRA on
+CLIP ViT-B/32, NeuralTextures test; give the corpus with --data) or `leakage-demo` (the demo's synthetic
+FF++ and small models; runs offline in minutes). The arms:
+
+  frames-all  the reports' leaky split: frames of every video of every source, the test manipulation's
+              included, at random over train/val/test
+  frames      frames at random, each source by its own shares (the test manipulation only in test)
+  videos      each source's videos cut by its shares (report 1's video-level split: people shared)
+  identity    identity-disjoint (the reference)
+
+Each arm and seed is a full experiment run (RUN/<arm>/seed<k>/, resumable; every arm shares one crop
+cache). leakage.md / .csv / .json hold per method and arm the test AUC, frame and video, with bootstrap
+CIs, the gap to the reference arm, and the test set's audit: people, videos and test-manipulation frames
+shared with training. With several seeds, the mean and sd over seeds and in how many seeds the reference
+AUC lies below the arm's CI. Exit status 1 when a method failed in some arm.
 
 Examples:
+  crossfake leakage leakage-demo
+  crossfake leakage leakage-demo --set "seeds=[0,1,2]" --out runs/leakage-demo-3seeds
   crossfake leakage --data /data/FaceForensics++ --out runs/leakage
-  crossfake leakage --set method=linear_probe --set experiment_overrides.defaults.method.backbone=tiny
+  crossfake leakage --data /data/FaceForensics++ --set method=lora --set "arms=[frames-all,identity]"
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ import argparse
 from pathlib import Path
 
 from crossfake.cli.run import add_experiment_arguments, data_overrides
+from crossfake.experiments.runner import DONE
 from crossfake.experiments.studies import LeakageConfig, run_leakage
 
 
@@ -29,6 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     config = LeakageConfig.from_yaml(args.study, overrides=data_overrides(args, prefix="experiment_overrides."))
     out = args.out or Path("runs") / config.name
-    run_leakage(config, out, progress=not args.no_progress)
+    table = run_leakage(config, out, progress=not args.no_progress)
     print("\n" + (out / "leakage.md").read_text(encoding="utf-8"))
-    return 0
+    return 0 if (table["status"] == DONE).all() else 1

@@ -138,6 +138,45 @@ def audit_split(df: pd.DataFrame) -> AuditReport:
     )
 
 
+def audit_test_set(df: pd.DataFrame, sources: list[str] | tuple[str, ...], *, train: str = "train",
+                   test: str = "test") -> dict[str, int]:
+    """What one test set (the ``test`` rows of ``sources``) shares with the ``train`` rows.
+
+    The counts that explain an inflated test AUC, for the test set alone (not the whole split):
+
+    - ``people`` / ``people_in_train``: people shown in the test set, and how many of them also appear in
+      a training row (as target or source);
+    - ``videos`` / ``videos_in_train``: test videos, and how many have frames in training too (a
+      frame-level split);
+    - ``videos_person_in_train``: test videos showing a person seen in training;
+    - ``manipulation_frames`` / ``manipulation_frames_in_train``: frames of the test set's manipulations
+      (its sources other than ``real``) in the test set, and in training (the test manipulation seen
+      while training, as in the reports' leaky split); ``manipulation_videos_in_train`` counts their
+      videos with a frame in training.
+    """
+    if SPLIT_COLUMN not in df.columns:
+        raise CrossfakeError("this manifest has no 'split' column: run `crossfake split` first")
+    fakes = [s for s in sources if s != REAL]
+    in_test = (df[SPLIT_COLUMN] == test).fillna(False) & df["method"].isin(list(sources))
+    rows, training = df[in_test.to_numpy()], df[(df[SPLIT_COLUMN] == train).fillna(False).to_numpy()]
+    train_people = set(_people(training))
+    test_videos = rows.drop_duplicates("video_id")
+    person_seen = (test_videos["dataset"] + ":" + test_videos["target_id"]).isin(train_people) | (
+        test_videos["dataset"] + ":" + test_videos["source_id"]).isin(train_people)
+    people = set(_people(rows))
+    manipulated = training[training["method"].isin(fakes)]
+    return {
+        "people": len(people),
+        "people_in_train": len(people & train_people),
+        "videos": len(test_videos),
+        "videos_in_train": int(test_videos["video_id"].isin(set(training["video_id"])).sum()),
+        "videos_person_in_train": int(person_seen.sum()),
+        "manipulation_frames": int(rows["method"].isin(fakes).sum()),
+        "manipulation_frames_in_train": len(manipulated),
+        "manipulation_videos_in_train": int(manipulated["video_id"].nunique()),
+    }
+
+
 def _shared_groups(used: pd.DataFrame, splits: list[str]) -> pd.DataFrame:
     """The identity groups present in more than one split, with their people per split."""
     videos = used.drop_duplicates(["video_id", SPLIT_COLUMN])

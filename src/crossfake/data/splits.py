@@ -25,7 +25,10 @@ Four modes read those numbers differently:
 
 ``frame``
     Like ``literal`` but row by row: frames of one video land on several sides. This is the leaky split
-    of the identity-leakage study and is never a sensible default.
+    of the identity-leakage study and is never a sensible default. With each source's own shares a
+    test-only manipulation stays out of training (people and videos leak, the manipulation does not);
+    :meth:`SplitSpec.pooled` gives every source the same shares, the reports' leaky split, in which the
+    frames of every video, the test manipulation's included, land in train, val and test.
 
 ``official``
     The corpus's own split (FF++ ``train/val/test.json``, pairs kept together); a source takes part in a
@@ -41,6 +44,7 @@ kept in the table for the record but belong to no split. Everything is determini
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
 
@@ -123,6 +127,28 @@ class SplitSpec(BaseModel):
             return self.identity_ratios
         return self.sources.get(REAL, Shares())
 
+    def pooled(self, sources: Iterable[str]) -> SplitSpec:
+        """The reports' leaky split of ``sources``: frame by frame, every source cut by the same shares.
+
+        Both reports' leaky runs scattered the frames of every video of every source at random over
+        train, val and test, the test manipulation's included: a detector then trains on the very
+        manipulation (and videos, and people) it is tested on. Here every one of ``sources`` gets
+        :meth:`group_ratios` (the ``real`` row unless ``identity_ratios`` says otherwise); the other
+        sources are left out.
+        """
+        sources = list(dict.fromkeys(sources))
+        unknown = [s for s in sources if s not in self.sources]
+        if unknown:
+            raise CrossfakeError(f"split spec {self.name!r} has no source(s) {unknown} "
+                                 f"(it has {sorted(self.sources)})")
+        ratios = self.group_ratios().model_dump()
+        return SplitSpec.parse({
+            "name": f"{self.name}-pooled-frame", "mode": SplitMode.frame.value, "seed": self.seed,
+            "description": f"{self.name}'s sources {', '.join(sources)} split frame by frame at random, each "
+                           "by the same shares (the reports' leaky split)",
+            "sources": {s: ratios for s in sources},
+        }, where=f"the pooled frame split of {self.name}")
+
     @classmethod
     def from_yaml(cls, path: str | Path) -> SplitSpec:
         return cls.parse(read_yaml(Path(path)), where=str(path))
@@ -171,7 +197,10 @@ def _assign_groups(groups: pd.Series, ratios: Shares, seed: int) -> dict[str, in
     a YouTube-linked group holds more videos than a plain pair.
     """
     sizes = groups.value_counts()
-    order = sizes.index.to_numpy()[_rng(seed, "identity-groups").permutation(len(sizes))]
+    # The visiting order is a permutation of the sorted names: it must not depend on value_counts' order,
+    # or one lost video (a group one video smaller) would reshuffle every group.
+    names = np.array(sorted(sizes.index))
+    order = names[_rng(seed, "identity-groups").permutation(len(names))]
     target = np.array(ratios.as_tuple()) / ratios.total
     filled = np.zeros(3)
     out: dict[str, int] = {}

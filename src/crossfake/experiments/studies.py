@@ -6,9 +6,20 @@ each ``sweeps`` key at the base setting (e.g. the train fraction). All cells are
 experiment run, so the grid resumes cell by cell and shares the prepared data and the split. The table
 ranks cells by validation AUC (the selection a user may make) and shows the test metrics beside it.
 
-**Leakage** (``crossfake leakage``): the same method on the same data and shares, split twice: frame by
-frame at random (frames of one video, and so one person, on both sides) and by identity. Reports each
-split's test AUC, the gap, and the overlap counts of each split from the audit.
+**Leakage** (``crossfake leakage``): the same methods on the same data, split four ways (the *arms*),
+each run once per seed, so the table shows how much each kind of leakage flatters a detector:
+
+- ``frames-all``: the reports' leaky split. Frames of every video of every source, the test
+  manipulation's included, go at random to train, val and test: people, videos and the test
+  manipulation itself are seen in training.
+- ``frames``: frames at random, each source by its own shares, so a test-only manipulation stays out of
+  training: people and videos leak, the manipulation does not.
+- ``videos``: each source's videos cut by its shares (``literal``, report 1's video-level split): no
+  video is on two sides, but the test fakes show people whose real videos train.
+- ``identity``: identity groups, each on one side (crossfake's default): the reference.
+
+Reports each arm's test AUC (frame and video, bootstrap CIs over videos), its gap to the reference arm,
+and its audit of the test set: people, videos and test-manipulation frames shared with training.
 
 Both are configured in YAML (``configs/studies/``) and validated like experiments.
 """
@@ -16,7 +27,9 @@ Both are configured in YAML (``configs/studies/``) and validated like experiment
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +37,14 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from crossfake.data.splits import SplitMode
-from crossfake.evaluation.aggregate import evaluate_predictions
+from crossfake.data.audit import audit_test_set
+from crossfake.data.manifest import read_manifest
+from crossfake.data.splits import SplitMode, SplitSpec
+from crossfake.data.synth import synthesize
+from crossfake.evaluation.aggregate import ALL, evaluate_predictions
 from crossfake.experiments.config import ExperimentConfig, deep_merge, resolve_experiment_path
 from crossfake.experiments.runner import DONE, ExperimentRun, read_experiment, run_experiment
+from crossfake.reports.experiment import SPLIT_FILE
 from crossfake.utils.config import apply_overrides, read_yaml, validate_config
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import write_json_atomic, write_table_atomic, write_text_atomic
@@ -51,8 +68,16 @@ class StudyConfig(BaseModel):
     experiment_overrides: dict[str, Any] = Field(
         default_factory=dict, description="laid over the base experiment (e.g. data.root, defaults.train)"
     )
-    method: str = Field(description="the base experiment's method entry that is studied")
-    test: str = Field(description="the base experiment's test set of the tables")
+    method: str | list[str] = Field(description="the base experiment's method entry (or entries) studied")
+    test: str | list[str] = Field(description="the base experiment's test set (or sets) of the tables")
+
+    def entries(self) -> list[str]:
+        """The studied method entries, in the order given."""
+        return [self.method] if isinstance(self.method, str) else list(dict.fromkeys(self.method))
+
+    def test_sets(self) -> list[str]:
+        """The test sets of the tables, in the order given."""
+        return [self.test] if isinstance(self.test, str) else list(dict.fromkeys(self.test))
 
     def base(self) -> ExperimentConfig:
         """The base experiment with ``experiment_overrides`` applied, reduced to the studied method."""
@@ -62,11 +87,14 @@ class StudyConfig(BaseModel):
             data = read_yaml(resolve_experiment_path(self.experiment))
         data = deep_merge(data, self.experiment_overrides)
         base = ExperimentConfig.parse(data, where=f"experiment {self.experiment if isinstance(self.experiment, str) else ''}")
-        if self.method not in base.methods:
-            raise CrossfakeError(f"study {self.name}: method {self.method!r} is not an entry of experiment "
-                                 f"{base.name} (entries: {', '.join(base.methods)})")
-        if self.test not in base.tests:
-            raise CrossfakeError(f"study {self.name}: test set {self.test!r} is not in experiment {base.name} "
+        missing = [m for m in self.entries() if m not in base.methods]
+        if missing or not self.entries():
+            raise CrossfakeError(f"study {self.name}: method {', '.join(map(repr, missing)) or '(none)'} is not an "
+                                 f"entry of experiment {base.name} (entries: {', '.join(base.methods)})")
+        unknown = [t for t in self.test_sets() if t not in base.tests]
+        if unknown or not self.test_sets():
+            raise CrossfakeError(f"study {self.name}: test set {', '.join(map(repr, unknown)) or '(none)'} is not in "
+                                 f"experiment {base.name} "
                                  f"(test sets: {', '.join(base.tests)})")
         return base
 
@@ -96,6 +124,10 @@ class AblationConfig(StudyConfig):
 
     @model_validator(mode="after")
     def _some_cells(self) -> AblationConfig:
+        if not isinstance(self.method, str):
+            raise ValueError(f"method: an ablation studies one method entry, got {self.method}")
+        if not isinstance(self.test, str):
+            raise ValueError(f"test: an ablation ranks its cells on one test set, got {self.test}")
         if not self.grid and not self.sweeps:
             raise ValueError("an ablation needs `grid:` or `sweeps:` values")
         empty = [k for k, v in {**self.grid, **self.sweeps}.items() if not v]
@@ -128,26 +160,99 @@ class AblationConfig(StudyConfig):
         return ExperimentConfig.parse(data, where=f"ablation {self.name}")
 
 
+class LeakageArm(StrEnum):
+    """How an arm of the leakage study splits the data (see the module docstring)."""
+
+    frames_all = "frames-all"
+    frames = "frames"
+    videos = "videos"
+    identity = "identity"
+
+
+#: arm -> (how it splits the data, what its test set shares with training by construction)
+ARMS: dict[LeakageArm, tuple[str, str]] = {
+    LeakageArm.frames_all: ("frames of every video of every source at random, the test manipulation's "
+                            "included (the reports' leaky split)", "people, videos, the test manipulation"),
+    LeakageArm.frames: ("frames at random, each source by its own shares (the test manipulation only in "
+                        "test)", "people, videos"),
+    LeakageArm.videos: ("videos cut per source by its shares (`literal`: report 1's video-level split)",
+                        "people"),
+    LeakageArm.identity: ("identity groups, each on one side (crossfake's default)", "nothing"),
+}
+
+
 class LeakageConfig(StudyConfig):
-    """The same method and shares under a leaky split mode and the identity-disjoint one."""
+    """The same method entries on the same data, split by each arm, once per seed."""
 
-    leaky_mode: SplitMode = SplitMode.frame
-    safe_mode: SplitMode = SplitMode.identity
+    arms: list[LeakageArm] = Field(default_factory=lambda: list(LeakageArm), min_length=2,
+                                   description="the splits compared (frames-all, frames, videos, identity)")
+    reference: LeakageArm = Field(LeakageArm.identity, description="the arm every gap is measured against")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1,
+                             description="each seed sets the split's seed and every method's training seed")
 
-    def experiments(self) -> dict[str, ExperimentConfig]:
-        """``{"leaky": ..., "safe": ...}``: the base reduced to the method, split in each mode."""
+    @model_validator(mode="after")
+    def _arms_and_seeds(self) -> LeakageConfig:
+        if len(set(self.arms)) < len(self.arms):
+            raise ValueError(f"arms: each arm once, got {[a.value for a in self.arms]}")
+        if self.reference not in self.arms:
+            raise ValueError(f"reference: {self.reference.value!r} is not one of the arms "
+                             f"({', '.join(a.value for a in self.arms)})")
+        if len(set(self.seeds)) < len(self.seeds) or min(self.seeds) < 0:
+            raise ValueError(f"seeds: distinct non-negative integers, got {self.seeds}")
+        return self
+
+    def sources(self, base: ExperimentConfig | None = None) -> list[str]:
+        """The sources every arm splits: those that train or validate in the base split, and the test sets'."""
+        base = base or self.base()
+        spec = base.split_spec()
+        trained = [s for s, shares in spec.sources.items() if shares.train > 0 or shares.val > 0]
+        return list(dict.fromkeys([*trained, *(s for t in self.test_sets() for s in base.tests[t].sources)]))
+
+    def arm_spec(self, arm: LeakageArm, seed: int, base: ExperimentConfig | None = None) -> SplitSpec:
+        """The base experiment's split spec as ``arm`` splits it, with ``seed``."""
+        base = base or self.base()
+        spec, sources = base.split_spec(), self.sources(base)
+        if arm == LeakageArm.frames_all:
+            return spec.pooled(sources).model_copy(update={"seed": seed})
+        mode = {LeakageArm.frames: SplitMode.frame, LeakageArm.videos: SplitMode.literal,
+                LeakageArm.identity: SplitMode.identity}[arm]
+        data = spec.model_dump(mode="json") | {
+            "name": f"{spec.name}-{arm.value}", "mode": mode.value, "seed": seed,
+            "sources": {s: spec.sources[s].model_dump() for s in sources},
+        }
+        return SplitSpec.parse(data, where=f"leakage {self.name}: the {arm.value} split of {spec.name}")
+
+    def experiments(self, run_dir: str | Path) -> dict[tuple[LeakageArm, int], ExperimentConfig]:
+        """One experiment per (arm, seed): the base reduced to the studied entries and test set.
+
+        Every arm reads the same corpus and shares one crop cache: the base's, or ``run_dir/prepared``;
+        a base without a corpus root gets the synthetic FF++ that :func:`run_leakage` writes into
+        ``run_dir/data``.
+        """
+        run_dir = Path(run_dir).absolute()
         base = self.base()
-        spec = base.split_spec().model_dump(mode="json")
+        shared = base.to_dict()
+        if base.data.root is None:
+            shared["data"]["root"] = str(run_dir / "data")
+        shared["prepare"]["cache"] = str(base.prepare.cache or run_dir / "prepared")
         out = {}
-        for role, mode in (("leaky", self.leaky_mode), ("safe", self.safe_mode)):
-            data = base.to_dict() | {
-                "name": f"{self.name}-{role}",
-                "split": spec | {"name": f"{spec['name']}-{mode.value}", "mode": mode.value},
-                "methods": {self.method: base.methods[self.method]},
-                "tests": {self.test: base.tests[self.test].model_dump()},
-            }
-            out[role] = ExperimentConfig.parse(data, where=f"leakage {self.name} ({role})")
+        for seed in self.seeds:
+            methods = {name: deep_merge(base.methods[name], {"train": {"seed": seed}}) for name in self.entries()}
+            for arm in self.arms:
+                data = shared | {
+                    "name": f"{self.name}-{arm.value}-seed{seed}",
+                    "description": f"{self.name}, arm {arm.value}: {ARMS[arm][0]}",
+                    "split": self.arm_spec(arm, seed, base).model_dump(mode="json"),
+                    "methods": methods,
+                    "tests": {t: base.tests[t].model_dump() for t in self.test_sets()},
+                }
+                out[arm, seed] = ExperimentConfig.parse(data, where=f"leakage {self.name} ({arm.value}, seed {seed})")
         return out
+
+    @staticmethod
+    def arm_dir(run_dir: str | Path, arm: LeakageArm, seed: int) -> Path:
+        """Where the experiment of ``arm`` and ``seed`` runs."""
+        return Path(run_dir).absolute() / arm.value / f"seed{seed}"
 
 
 # -- running ------------------------------------------------------------------------------------------
@@ -174,30 +279,92 @@ def run_ablation(config: AblationConfig, run_dir: str | Path, *, progress: bool 
 
 
 def run_leakage(config: LeakageConfig, run_dir: str | Path, *, progress: bool = True) -> pd.DataFrame:
-    """Run the method on both splits, then write ``leakage.{csv,md,json}``: AUCs, gap and overlaps."""
-    run_dir = Path(run_dir)
+    """Run every arm and seed (resuming finished ones), then write ``leakage.{csv,md,json}``.
+
+    Returns one row per (method, arm, seed): status, validation AUC, test AUC frame and video with their
+    bootstrap CIs, the gap to the reference arm, and the test set's audit (:func:`audit_test_set`). A
+    method that fails in one arm is recorded (its status and error; the arm's run keeps the traceback)
+    and the others go on.
+    """
+    run_dir = Path(run_dir).absolute()
+    base = config.base()
+    experiments = config.experiments(run_dir)  # validated before anything is written
+    if base.data.root is None:
+        synthesize(run_dir / "data", base.data.synth.synth_config(), progress=progress)
     rows = []
-    for role, experiment in config.experiments().items():
-        result = run_experiment(experiment, run_dir / role, progress=progress)
-        if result.failed():
-            entry = result.methods[config.method]
-            raise CrossfakeError(f"leakage {config.name}: {config.method} failed on the {role} split: "
-                                 f"{entry['error']} (see {run_dir / role})")
-        metrics = study_table(result, config.test, {config.method: {}})
-        audit = result.record["split"]["audit"]
-        overlaps = {f"{o['pair']} {kind}": o[kind] for o in audit["overlaps"] for kind in ("people", "videos")}
-        seen = sum(r["seen"] for r in audit["test_seen_in_train"])
-        rows.append({"split": role, "mode": experiment.split_spec().mode.value,
-                     **metrics.drop(columns=["cell"]).iloc[0].to_dict(),
-                     "test videos with a person seen in training": seen, **overlaps})
-    table = pd.DataFrame(rows)
-    gap = {f"{level} {metric}": table[f"{level}_{metric}"].iloc[0] - table[f"{level}_{metric}"].iloc[1]
-           for level, metric in TABLE_METRICS if metric == "auc"}
+    for (arm, seed), experiment in experiments.items():
+        log.info("leakage %s: arm %s, seed %d", config.name, arm.value, seed)
+        result = run_experiment(experiment, config.arm_dir(run_dir, arm, seed), progress=progress, report=False)
+        rows += _arm_rows(config, experiment, result, arm, seed)
+    table = _with_gaps(pd.DataFrame(rows), config.reference)
+    summary = leakage_summary(table, config)
+    methods = {name: describe_entry(base, name) for name in config.entries()}
     write_table_atomic(run_dir / "leakage.csv", table)
-    write_json_atomic(run_dir / "leakage.json", {"study": config.model_dump(mode="json"), "gap": gap,
-                                                  "splits": table.to_dict(orient="records")})
-    write_text_atomic(run_dir / "leakage.md", _leakage_markdown(config, table, gap))
+    write_json_atomic(run_dir / "leakage.json", {
+        "study": config.model_dump(mode="json"), "methods": methods, "sources": config.sources(base),
+        "arms": {arm.value: {"split": ARMS[arm][0], "shared": ARMS[arm][1]} for arm in config.arms},
+        "rows": _records(table), "summary": _records(summary),
+    })
+    write_text_atomic(run_dir / "leakage.md", leakage_markdown(config, base, table, summary, methods))
     return table
+
+
+def _arm_rows(config: LeakageConfig, experiment: ExperimentConfig, result: ExperimentRun, arm: LeakageArm,
+              seed: int) -> list[dict[str, Any]]:
+    split = read_manifest(result.run_dir / SPLIT_FILE)
+    rows = []
+    for test_name, name in itertools.product(config.test_sets(), config.entries()):
+        test = experiment.tests[test_name]
+        audit = audit_test_set(split, test.sources, test=test.split)
+        entry = result.methods.get(name, {})
+        row: dict[str, Any] = {"test": test_name, "method": name, "arm": arm.value, "seed": seed,
+                               "status": entry.get("status"), "error": entry.get("error")}
+        if entry.get("status") == DONE:
+            preds = pd.read_parquet(result.run_dir / entry["predictions"][test_name])
+            ev = evaluate_predictions(preds, threshold=entry["threshold"], n_boot=experiment.bootstrap)
+            row["val_auc"] = entry["val_auc"]
+            for level, key in (("frame", "frame"), ("video_mean", "video")):
+                r = ev.results
+                hit = r[(r["level"] == level) & (r["group"] == ALL) & (r["metric"] == "auc")].iloc[0]
+                row[f"{key}_auc"], row[f"{key}_low"], row[f"{key}_high"] = hit["value"], hit["ci_low"], hit["ci_high"]
+            row["test_frames"], row["test_videos"] = len(preds), preds["video_id"].nunique()
+            row["train_s"] = entry["wall_time_s"]["train"]
+        rows.append(row | audit)
+    return rows
+
+
+def _with_gaps(table: pd.DataFrame, reference: LeakageArm) -> pd.DataFrame:
+    """Each row's AUC minus the reference arm's (same test set, method and seed), and whether the reference
+    AUC lies below the row's CI (the arm's inflation is larger than its uncertainty)."""
+    table = table.copy()
+    keys = ["test", "method", "seed"]
+    for key in ("frame", "video"):
+        if f"{key}_auc" not in table:
+            table[[f"{key}_auc", f"{key}_low", f"{key}_high"]] = math.nan
+        ref = table[(table["arm"] == reference.value) & (table["status"] == DONE)].set_index(keys)[f"{key}_auc"]
+        ref_auc = pd.Series(list(table[keys].itertuples(index=False, name=None))).map(ref.to_dict()).to_numpy()
+        table[f"{key}_gap"] = table[f"{key}_auc"] - ref_auc
+        table[f"{key}_ref_below_ci"] = ref_auc < table[f"{key}_low"]
+    return table
+
+
+def leakage_summary(table: pd.DataFrame, config: LeakageConfig) -> pd.DataFrame:
+    """One row per (test set, method, arm) over the seeds: mean and sd of the AUCs and gaps, and in how many
+    seeds the reference AUC lies below the arm's frame and video CIs."""
+    rows = []
+    for test, name, arm in itertools.product(config.test_sets(), config.entries(), config.arms):
+        part = table[(table["test"] == test) & (table["method"] == name) & (table["arm"] == arm.value)
+                     & (table["status"] == DONE)]
+        row: dict[str, Any] = {"test": test, "method": name, "arm": arm.value, "seeds": len(part)}
+        for col in ("frame_auc", "video_auc", "frame_gap", "video_gap"):
+            row[f"{col}_mean"] = part[col].mean() if len(part) else math.nan
+            row[f"{col}_sd"] = part[col].std(ddof=1) if len(part) > 1 else math.nan
+        for key in ("frame", "video"):
+            row[f"{key}_ref_below_ci"] = int(part[f"{key}_ref_below_ci"].sum())
+        for col in AUDIT_COLUMNS:
+            row[col] = part[col].mean() if len(part) else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def study_table(result: ExperimentRun, test: str, cells: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
@@ -257,16 +424,149 @@ def _ablation_markdown(config: AblationConfig, table: pd.DataFrame, figures: lis
     return "\n".join(lines)
 
 
-def _leakage_markdown(config: LeakageConfig, table: pd.DataFrame, gap: dict[str, float]) -> str:
+#: The audit counts of a leakage row, and how the Markdown table shows them: (shared, of how many, title).
+AUDIT_SHOWN = (
+    ("people_in_train", "people", "{} of", "test people seen in training"),
+    ("videos_in_train", "videos", "{} of", "test videos with frames in training"),
+    ("manipulation_frames_in_train", "manipulation_frames", "{} /",
+     "test-manipulation frames in train / test"),
+)
+AUDIT_COLUMNS = ("people", "people_in_train", "videos", "videos_in_train", "videos_person_in_train",
+                 "manipulation_frames", "manipulation_frames_in_train", "manipulation_videos_in_train")
+
+
+def describe_entry(experiment: ExperimentConfig, name: str) -> str:
+    """A method entry in words, from its resolved training config: method, options set, backbone, schedule."""
+    config = experiment.train_config(name, manifest=Path("split.parquet"), out=Path(name), check_paths=False)
+    method = config.method
+    options = {k: getattr(method, k) for k in sorted(method.model_fields_set) if k not in ("method", "backbone", "lr")}
+    opts = f" ({', '.join(f'{k}={v}' for k, v in options.items())})" if options else ""
+    epochs = f"{config.train.epochs} epoch{'s' if config.train.epochs > 1 else ''}"
+    return f"{method.method}{opts} on {method.backbone}, {epochs} at batch {config.train.batch_size}, lr {config.lr:g}"
+
+
+def leakage_markdown(config: LeakageConfig, base: ExperimentConfig, table: pd.DataFrame, summary: pd.DataFrame,
+                     methods: Mapping[str, str]) -> str:
+    """The study's Markdown: the arms, an overview of every test set and method (frame AUC per arm), then per
+    test set and method the AUCs, gaps and audits (per seed too when there are several)."""
     from crossfake.evaluation.tables import render
 
-    lines = [f"# Identity leakage: {config.name}", "", config.description or "", "",
-             f"Method `{config.method}` on test set {config.test}, the same data and shares split "
-             f"{config.leaky_mode.value}-level at random vs by identity.", "",
-             ", ".join(f"AUC gap ({k}): **{v:+.4f}**" for k, v in gap.items()), "",
-             render(["", *table["split"]], [[c, *(_fmt(v) for v in table[c])] for c in table.columns[1:]],
-                    fmt="markdown"), ""]
+    ref, several = config.reference.value, len(config.seeds) > 1
+    tests = ", ".join(f"**{t}** ({' + '.join(base.tests[t].sources)}, split `{base.tests[t].split}`)"
+                      for t in config.test_sets())
+    lines = [f"# Identity leakage: {config.name}", "",
+             *([config.description.strip(), ""] if config.description else []),
+             f"Test set{'s' if len(config.test_sets()) > 1 else ''} {tests}; sources split: "
+             f"{', '.join(config.sources(base))}. Seed{'s' if several else ''} {', '.join(map(str, config.seeds))} "
+             "(a seed sets the split and the training). Thresholds and checkpoints are chosen on each arm's "
+             "validation rows.", "", *(f"- `{name}`: {text}" for name, text in methods.items()), "",
+             render(["arm", "how the data is split", "shared with training"],
+                    [[f"`{a.value}`" + (" (reference)" if a == config.reference else ""), *ARMS[a]]
+                     for a in config.arms], fmt="markdown", align="lll"), ""]
+
+    # Overview: frame AUC per arm (mean over seeds when several), the gap to the reference in brackets.
+    body = []
+    for test, name in itertools.product(config.test_sets(), config.entries()):
+        cells = []
+        for arm in config.arms:
+            if several:
+                r = summary[(summary["test"] == test) & (summary["method"] == name) & (summary["arm"] == arm.value)]
+                r = r.iloc[0]
+                cell, gap = _mean_sd(r, "frame_auc"), r["frame_gap_mean"]
+            else:
+                r = _row(table, test, name, arm.value, config.seeds[0])
+                cell = _auc_cell(r, "frame") if r["status"] == DONE else str(r["status"])
+                gap = r["frame_gap"]
+            cells.append(cell + ("" if arm == config.reference or not math.isfinite(gap) else f" ({gap:+.3f})"))
+        body.append([test, f"`{name}`", *cells])
+    what = "mean ± sd over seeds" if several else "[95% CI]"
+    lines += ["## Frame AUC per arm", "",
+              render(["test set", "method", *(f"`{a.value}`" for a in config.arms)], body, fmt="markdown",
+                     align="ll" + "r" * len(config.arms)), "",
+              f"Frame AUC {what}; in brackets its gap to `{ref}`. The sections below add video AUC and what each "
+              "arm's test set shares with its training rows.", ""]
+
+    audit_titles = [title for *_, title in AUDIT_SHOWN]
+    for test, name in itertools.product(config.test_sets(), config.entries()):
+        lines += [f"## {test}: {name}", ""]
+        rows = table[(table["test"] == test) & (table["method"] == name)]
+        rows = rows.sort_values(["arm", "seed"], key=_arm_order(config))
+        if several:
+            body = []
+            for _, r in summary[(summary["test"] == test) & (summary["method"] == name)].iterrows():
+                below = "-" if r["arm"] == ref else f"{r['frame_ref_below_ci']} / {r['video_ref_below_ci']} of {r['seeds']}"
+                body.append([f"`{r['arm']}`", _mean_sd(r, "frame_auc"), _mean_sd(r, "video_auc"),
+                             _gap_cell(r["frame_gap_mean"], r["video_gap_mean"], r["arm"] == ref,
+                                       r["frame_gap_sd"], r["video_gap_sd"]), below, *_audit_cells(r)])
+            lines += [render(["arm", "frame AUC (mean ± sd)", "video AUC (mean ± sd)", f"gap to {ref} (frame / video)",
+                              f"seeds with {ref}'s AUC below the CI (frame / video)",
+                              *(f"{t} (mean)" for t in audit_titles)], body, fmt="markdown"), "", "Per seed:", ""]
+        body = [[f"`{r['arm']}`", *([str(r["seed"])] if several else []), *_result_cells(r, ref), *_audit_cells(r)]
+                for _, r in rows.iterrows()]
+        lines += [render(["arm", *(["seed"] if several else []), "frame AUC [95% CI]", "video AUC [95% CI]",
+                          f"gap to {ref} (frame / video)", *audit_titles], body, fmt="markdown"), ""]
+        failed = rows[rows["status"] != DONE]
+        if len(failed):
+            lines += [f"Failed: {', '.join(f'{r.arm} seed {r.seed}' for r in failed.itertuples())} "
+                      f"(see each arm's `experiment.json` and `methods/{name}/error.log`).", ""]
+    lines += ["Each arm and seed is an experiment run in `<arm>/seed<seed>/` (`crossfake report` builds its full "
+              "report, split audit included). CIs are percentile bootstraps over test videos.", ""]
     return "\n".join(lines)
+
+
+def _row(table: pd.DataFrame, test: str, method: str, arm: str, seed: int) -> pd.Series:
+    hit = table[(table["test"] == test) & (table["method"] == method) & (table["arm"] == arm) & (table["seed"] == seed)]
+    return hit.iloc[0]
+
+
+def _auc_cell(r: Mapping[str, Any], key: str) -> str:
+    from crossfake.evaluation.tables import format_with_ci
+
+    return format_with_ci(r[f"{key}_auc"], r[f"{key}_low"], r[f"{key}_high"])
+
+
+def _result_cells(r: Mapping[str, Any], ref: str) -> list[str]:
+    if r["status"] != DONE:
+        return [f"{r['status']}: {r['error']}", "", ""]
+    return [_auc_cell(r, "frame"), _auc_cell(r, "video"), _gap_cell(r["frame_gap"], r["video_gap"], r["arm"] == ref)]
+
+
+def _audit_cells(r: Mapping[str, Any]) -> list[str]:
+    from crossfake.evaluation.tables import format_number
+
+    return [f"{word.format(format_number(r[shared], 0))} {format_number(r[total], 0)}"
+            for shared, total, word, _ in AUDIT_SHOWN]
+
+
+def _arm_order(config: LeakageConfig):
+    order = {a.value: i for i, a in enumerate(config.arms)}
+    return lambda col: col.map(order) if col.name == "arm" else col
+
+
+def _gap_cell(frame: float, video: float, is_reference: bool, frame_sd: float = math.nan,
+              video_sd: float = math.nan) -> str:
+    if is_reference:
+        return "-"
+    def one(v: float, sd: float) -> str:
+        text = "-" if not math.isfinite(v) else f"{v:+.3f}"
+        return text + (f" ± {sd:.3f}" if math.isfinite(sd) else "")
+    return f"{one(frame, frame_sd)} / {one(video, video_sd)}"
+
+
+def _mean_sd(row: Mapping[str, Any], col: str) -> str:
+    mean, sd = row[f"{col}_mean"], row[f"{col}_sd"]
+    if not math.isfinite(mean):
+        return "-"
+    return f"{mean:.3f}" + (f" ± {sd:.3f}" if math.isfinite(sd) else "")
+
+
+def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts (NaN -> None, numpy scalars -> Python)."""
+    out = []
+    for record in table.to_dict(orient="records"):
+        out.append({k: (None if isinstance(v, float) and not math.isfinite(v) else
+                        v.item() if hasattr(v, "item") else v) for k, v in record.items()})
+    return out
 
 
 def _fmt(v: Any) -> str:
@@ -295,4 +595,4 @@ def resolve_study_path(name_or_path: str | Path) -> Path:
     return resolve_shipped("studies", name_or_path, "study config")
 
 
-__all__ = ["AblationConfig", "LeakageConfig", "read_experiment", "run_ablation", "run_leakage"]
+__all__ = ["ARMS", "AblationConfig", "LeakageArm", "LeakageConfig", "read_experiment", "run_ablation", "run_leakage"]
