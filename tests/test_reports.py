@@ -376,3 +376,24 @@ def test_plot_heatmap(tmp_path):
 def test_render_html_escapes_cells():
     table = render(["method", "AUC"], [["<b>x</b> & y", "0.5"]], "html")
     assert "&lt;b&gt;x&lt;/b&gt; &amp; y" in table and '<td class="num">0.5</td>' in table
+
+
+def test_training_figures_of_pseudo_fakes_are_copied_into_the_report(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from crossfake.reports.build import copy_training_figures
+    from crossfake.reports.experiment import MethodEntry
+
+    runs = {}
+    for name, record in (("lora_sbi", {"pseudo_fakes": {"kind": "sbi", "examples": "sbi_examples.png"}}),
+                         ("lora", {"pseudo_fakes": None}), ("broken", None)):
+        run_dir = tmp_path / "methods" / name
+        run_dir.mkdir(parents=True)
+        if record is not None:
+            (run_dir / "run.json").write_text(json.dumps(record))
+        runs[name] = MethodEntry(name, run_dir=run_dir)
+    (runs["lora_sbi"].run_dir / "sbi_examples.png").write_bytes(b"\x89PNG figure")
+    data = SimpleNamespace(experiment=SimpleNamespace(methods=runs))
+    copied = copy_training_figures(data, tmp_path / "report")
+    assert copied == {"lora_sbi": "figures/pseudo_fakes__lora_sbi.png"}
+    assert (tmp_path / "report" / copied["lora_sbi"]).read_bytes() == b"\x89PNG figure"

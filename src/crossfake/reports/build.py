@@ -114,6 +114,29 @@ def draw_figures(data: ReportData, root: Path) -> dict[tuple[str, str | None], s
     return figures
 
 
+def copy_training_figures(data: ReportData, root: Path) -> dict[str, str]:
+    """Method entry -> its run's example figure of pseudo-fakes (``run.json``: ``pseudo_fakes.examples``),
+    copied into the report's figures as a path relative to ``root``."""
+    copied: dict[str, str] = {}
+    for entry in data.experiment.methods.values():
+        record = _read_run_record(entry.run_dir)
+        name = ((record or {}).get("pseudo_fakes") or {}).get("examples")
+        if not name or not (entry.run_dir / name).is_file():
+            continue
+        rel = f"{FIGURES}/pseudo_fakes__{file_slug(entry.name)}.png"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(entry.run_dir / name, root / rel)
+        copied[entry.name] = rel
+    return copied
+
+
+def _read_run_record(run_dir: Path | None) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / "run.json").read_text(encoding="utf-8")) if run_dir else None
+    except (OSError, ValueError):
+        return None
+
+
 # --- document ----------------------------------------------------------------------------------------------
 
 
@@ -161,8 +184,11 @@ def _results(data: ReportData, figures: dict[tuple[str, str | None], str]) -> li
     return blocks
 
 
-def _methods(data: ReportData) -> list[Block]:
+def _methods(data: ReportData, training_figures: dict[str, str]) -> list[Block]:
     blocks: list[Block] = [Heading("Methods"), TableBlock(tables.methods_table(data.summary), titled=False)]
+    for name, rel in training_figures.items():
+        blocks.append(Image(rel, f"{name}: training pseudo-fakes made from real crops (real, pseudo-fake, blend "
+                                 "mask, difference x4)"))
     rules = {r.get("threshold_rule") for r in data.summary.methods.values()} - {None}
     if rules:
         blocks.append(Bullets([f"Threshold rule: {rule}" for rule in sorted(rules)]))
@@ -260,10 +286,15 @@ def _config(data: ReportData) -> list[Block]:
     return blocks
 
 
-def report_blocks(data: ReportData, figures: dict[tuple[str, str | None], str]) -> list[Block]:
-    """The whole report, in order: overview, results, methods, split, details, examples, config, provenance."""
-    return [*_overview(data), *_results(data, figures), *_methods(data), *_split(data), *_details(data),
-            *_examples(data), *_config(data)]
+def report_blocks(
+    data: ReportData, figures: dict[tuple[str, str | None], str], training_figures: dict[str, str] | None = None
+) -> list[Block]:
+    """The whole report, in order: overview, results, methods, split, details, examples, config, provenance.
+
+    ``training_figures``: method entry -> a figure its training wrote (see :func:`copy_training_figures`).
+    """
+    return [*_overview(data), *_results(data, figures), *_methods(data, training_figures or {}), *_split(data),
+            *_details(data), *_examples(data), *_config(data)]
 
 
 # --- files -------------------------------------------------------------------------------------------------
@@ -323,7 +354,7 @@ def build_report(run_dir: Path, *, n_boot: int = 1000, seed: int = 0, allow_empt
     tmp = Path(tempfile.mkdtemp(prefix=f".{REPORT_DIR}.", suffix=".tmp", dir=experiment.run_dir))
     try:
         figures = draw_figures(data, tmp)
-        blocks = report_blocks(data, figures)
+        blocks = report_blocks(data, figures, copy_training_figures(data, tmp))
         write_text_atomic(tmp / "report.md", to_markdown(blocks))
         write_text_atomic(tmp / "report.html", to_html(blocks, f"crossfake report: {experiment.name}", tmp))
         write_table_atomic(tmp / "metrics.csv", data.summary.results)
