@@ -1,4 +1,5 @@
-"""Benchmark CLIP ViT-B/32 in crossfake: the crop-loading path, a LoRA training step and the feature cache.
+"""Benchmark CLIP ViT-B/32 in crossfake: the crop-loading path, training steps of the methods that adapt
+CLIP (LoRA beside Effort, LayerNorm tuning and prompt tuning) and the feature cache.
 
 The model is a ViT-B/32 ``CLIPModel`` with the OpenAI checkpoint's shapes and *random* weights, built on
 the device here (no download): speed and memory do not depend on the weight values. Its preprocessing is
@@ -12,9 +13,16 @@ the OpenAI CLIP processor's (224 px, bicubic, CLIP mean/std), read through cross
   linear probe    one epoch of the linear probe over the crops: with a cold FeatureCache (cache key +
                   feature extraction + head training) and then warm (cache key + memory-mapped features +
                   head training), as the trainer does it
-  LoRA            one training step of crossfake's ``lora`` method (r=32, alpha=64, q_proj/v_proj +
-                  linear head): forward + backward + AdamW, on in-memory tensors, averaged over
-                  ``--steps`` steps after one warm-up step; with its peak memory
+  training steps  one training step of each of ``--methods`` (default: the seeds' ``lora``, r=32 alpha=64
+                  q_proj/v_proj + head, beside ``effort``, ``layernorm`` and ``prompt_tuning`` at their
+                  defaults): the method's own ``training_step`` (its extra losses included) + backward +
+                  AdamW, on in-memory tensors, averaged over ``--steps`` steps after one warm-up step; with
+                  its peak memory. Each method runs in a fresh process on a fresh copy of the random
+                  ViT-B/32 (LoRA and Effort rewrite the vision tower in place). ``prompt_tuning`` trains
+                  on cached image features in crossfake's trainer, so its step is also timed on a batch
+                  of features (``head`` only);
+                  its prompts are tokenised with the tiny test tokenizer (the real one cannot be loaded
+                  offline; the token ids change nothing in the cost)
 
 Memory on CPU is the process's resident set size (RSS, from /proc/self/statm) sampled every 2 ms by a
 background thread while the steps run: the peak, and the peak minus the RSS just before the warm-up step
@@ -24,13 +32,15 @@ process-lifetime high-water mark that earlier phases may already have raised, so
 reference only. On CUDA the figures are ``torch.cuda.max_memory_allocated`` instead.
 
 Run:  python benchmarks/bench_clip.py [--images 256] [--batch-size 32] [--threads N] [--steps 3]
-                                     [--workers N] [--device cpu|cuda]
+                                     [--workers N] [--device cpu|cuda] [--methods lora effort ...]
+                                     [--skip-inference]
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import multiprocessing
 import os
 import platform
 import resource
@@ -49,7 +59,7 @@ from torch.utils.data import TensorDataset
 
 from crossfake.data.preprocess.crop import save_image
 from crossfake.methods import method_class, method_config
-from crossfake.models.backbones.clip import _KNOWN_SHAPES, ClipBundle, ImagePreprocess
+from crossfake.models.backbones.clip import _KNOWN_SHAPES, ClipBundle, ImagePreprocess, _tiny_tokenizer
 from crossfake.training.config import autocast, resolve_precision
 from crossfake.training.data import Collate, FaceCropDataset, default_workers, make_loader
 from crossfake.training.features import FeatureCache, cache_key, extract_features
@@ -269,43 +279,82 @@ def bench_linear_probe(
     return out
 
 
-def bench_lora(
-    bundle: ClipBundle, batch: int, steps: int, device: torch.device, precision: str
+#: Training-step measurements: method -> options (the seeds' LoRA row, then the methods beyond the seeds).
+STEP_METHODS: dict[str, dict[str, object]] = {
+    "lora": {"r": 32, "alpha": 64, "target_modules": ("q_proj", "v_proj")},
+    "effort": {},
+    "layernorm": {},
+    "prompt_tuning": {},
+}
+
+
+def bench_train_step(
+    name: str, batch: int, steps: int, device: torch.device, precision: str
 ) -> dict[str, float]:
-    config = method_config("lora", backbone=BACKBONE, r=32, alpha=64, target_modules=("q_proj", "v_proj"))
+    """Time ``steps`` training steps (after a warm-up step) of method ``name`` on a fresh random ViT-B/32."""
+    bundle = random_clip()
+    bundle.tokenizer = _tiny_tokenizer()  # for text-side methods, which tokenise their prompts at build time
+    config = method_config(name, backbone=BACKBONE, **STEP_METHODS.get(name, {}))
     torch.manual_seed(0)
-    detector = method_class("lora")(config, bundle).to(device).train()
+    t_build, detector = timed(lambda: method_class(name)(config, bundle).to(device).train(), device)
     trainable, total = detector.parameter_counts()
     optimizer = torch.optim.AdamW(detector.trainable_parameters(), lr=config.lr)
     size = bundle.preprocess.crop
     pixels = torch.randn(batch, 3, size, size, device=device)
     labels = (torch.arange(batch, device=device) % 2).float()
 
-    def step() -> None:
+    def step(inputs: torch.Tensor = pixels, on_features: bool = False) -> None:
         with autocast(device, precision):
-            loss = detector.training_step(pixels, labels)["loss"]
+            if on_features:  # what crossfake's trainer runs for a feature-cacheable method
+                logits = detector.head(inputs)
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), labels)
+            else:
+                loss = detector.training_step(inputs, labels)["loss"]
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     gc.collect()
     weights = sum(t.numel() * t.element_size() for t in detector.state_dict().values())
-    out: dict[str, float] = {"trainable": trainable, "total": total, "weights": weights}
+    out: dict[str, float] = {"trainable": trainable, "total": total, "weights": weights, "build": t_build}
+    if detector.supports_feature_cache:
+        with torch.no_grad(), autocast(device, precision):
+            features = detector.features(pixels).float()
+        step(features, True)
+        out["feature_steps"] = timed(lambda: [step(features, True) for _ in range(steps)], device)[0]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
         out["warmup"] = timed(step, device)[0]
         out["steps"] = timed(lambda: [step() for _ in range(steps)], device)[0]
         out["mem_before"], out["mem_peak"] = before, torch.cuda.max_memory_allocated(device)
-        return out
-    maxrss_before, before = max_rss(), current_rss()
-    with RssPeak() as peak:
-        out["warmup"] = timed(step, device)[0]
-        out["steps"] = timed(lambda: [step() for _ in range(steps)], device)[0]
-    out["maxrss_before"], out["maxrss_after"] = maxrss_before, max_rss()
-    if before is not None:
-        out["mem_before"], out["mem_peak"] = before, peak.peak
+    else:
+        maxrss_before, before = max_rss(), current_rss()
+        with RssPeak() as peak:
+            out["warmup"] = timed(step, device)[0]
+            out["steps"] = timed(lambda: [step() for _ in range(steps)], device)[0]
+        out["maxrss_before"], out["maxrss_after"] = maxrss_before, max_rss()
+        if before is not None:
+            out["mem_before"], out["mem_peak"] = before, peak.peak
     return out
+
+
+def bench_train_step_isolated(
+    name: str, batch: int, steps: int, device: torch.device, precision: str, threads: int | None
+) -> dict[str, float]:
+    """:func:`bench_train_step` in a fresh process, so that its memory figures are its own: in one process
+    the allocator keeps what an earlier method freed, and a later method's RSS barely grows."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        return pool.apply(_train_step_child, (name, batch, steps, str(device), precision, threads))
+
+
+def _train_step_child(
+    name: str, batch: int, steps: int, device: str, precision: str, threads: int | None
+) -> dict[str, float]:
+    if threads:
+        torch.set_num_threads(threads)
+    return bench_train_step(name, batch, steps, torch.device(device), precision)
 
 
 # -- main -------------------------------------------------------------------------------------------------
@@ -323,7 +372,15 @@ def main() -> None:
     )
     parser.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
     parser.add_argument(
-        "--steps", type=int, default=3, help="timed LoRA training steps, after one warm-up step (default 3)"
+        "--steps", type=int, default=3, help="timed training steps per method, after one warm-up step (default 3)"
+    )
+    parser.add_argument(
+        "--methods", nargs="+", default=list(STEP_METHODS), metavar="METHOD",
+        help=f"methods whose training step is timed (default: {' '.join(STEP_METHODS)})",
+    )
+    parser.add_argument(
+        "--skip-inference", action="store_true",
+        help="time only the training steps (no crops, inference or linear probe)",
     )
     parser.add_argument(
         "--threads", type=int, help="torch intra-op threads (default: torch's own, usually the CPU count)"
@@ -363,26 +420,30 @@ def main() -> None:
             f"{torch.get_num_interop_threads()} inter-op threads, {os.cpu_count()} CPUs, "
             f"{workers} loader worker(s); load average {os.getloadavg()[0]:.2f}"
         )
-        t_write, rows = timed(lambda: write_crops(work, n), device)
-        kib = sum((work / p).stat().st_size for p in rows["path"]) / len(rows) / 1024
-        print(f"wrote {n} 256x256 PNG crops ({kib:.0f} KiB each on average) in {t_write:.1f} s")
-        t_build, bundle = timed(random_clip, device)
-        probe = method_class("linear_probe")(method_config("linear_probe", backbone=BACKBONE), bundle).to(
-            device
-        )
-        pre = bundle.preprocess
-        print(
-            f"built ViT-B/32 CLIP with random weights in {t_build:.1f} s; preprocessing: resize {pre.resize} "
-            f"{pre.interpolation}, centre crop {pre.crop}, CLIP mean/std"
-        )
-
-        inf = bench_inference(probe, rows, b, workers, device, precision, work)
-        print("inference done")
-        lp = bench_linear_probe(probe, rows, b, workers, device, precision, work / "cache")
-        print("linear probe done")
-        del probe
-        lora = bench_lora(bundle, b, args.steps, device, precision)
-        print(f"LoRA done ({time.perf_counter() - started:.0f} s in all)\n")
+        inf = lp = None
+        if not args.skip_inference:
+            t_write, rows = timed(lambda: write_crops(work, n), device)
+            kib = sum((work / p).stat().st_size for p in rows["path"]) / len(rows) / 1024
+            print(f"wrote {n} 256x256 PNG crops ({kib:.0f} KiB each on average) in {t_write:.1f} s")
+            t_build, bundle = timed(random_clip, device)
+            probe = method_class("linear_probe")(method_config("linear_probe", backbone=BACKBONE), bundle).to(
+                device
+            )
+            pre = bundle.preprocess
+            print(
+                f"built ViT-B/32 CLIP with random weights in {t_build:.1f} s; preprocessing: resize "
+                f"{pre.resize} {pre.interpolation}, centre crop {pre.crop}, CLIP mean/std"
+            )
+            inf = bench_inference(probe, rows, b, workers, device, precision, work)
+            print("inference done")
+            lp = bench_linear_probe(probe, rows, b, workers, device, precision, work / "cache")
+            print("linear probe done")
+            del probe, bundle
+        trained: dict[str, dict[str, float]] = {}
+        for name in args.methods:
+            trained[name] = bench_train_step_isolated(name, b, args.steps, device, precision, args.threads)
+            print(f"{name} steps done ({time.perf_counter() - started:.0f} s in all)")
+        print()
 
         # -- the table --------------------------------------------------------------------------------------
         lines: list[tuple[str, str, str, str]] = []
@@ -395,53 +456,61 @@ def main() -> None:
         def mib(x: float) -> str:
             return f"{x / MIB:,.0f} MiB"
 
-        lines.append((f"inference, {n} images, batch {b}", "", "", ""))
-        row("  model only: get_image_features, in-memory", inf["raw"], n)
-        row("  data only: PNG decode + transform (loader)", inf["loader"], n)
-        row("  crops on disk: extract_features", inf["disk"], n)
-        row("  disk path / model only", note=f"{inf['raw'] / inf['disk']:.2f}x the model-only rate")
+        if inf is not None:
+            lines.append((f"inference, {n} images, batch {b}", "", "", ""))
+            row("  model only: get_image_features, in-memory", inf["raw"], n)
+            row("  data only: PNG decode + transform (loader)", inf["loader"], n)
+            row("  crops on disk: extract_features", inf["disk"], n)
+            row("  disk path / model only", note=f"{inf['raw'] / inf['disk']:.2f}x the model-only rate")
 
-        steps, per_step = args.steps, lora["steps"] / args.steps
-        lines.append((f"LoRA step, r=32 alpha=64 q_proj/v_proj, batch {b}", "", "", ""))
-        row("  warm-up step (first, not averaged)", lora["warmup"], b)
-        row(f"  fwd + bwd + AdamW, mean of {steps} steps", per_step, b, "s/step")
-        row(
-            "  trainable / total parameters",
-            note=f"{lora['trainable']:,.0f} / {lora['total']:,.0f} ({100 * lora['trainable'] / lora['total']:.2f}%)",
-        )
+        steps = args.steps
         what = "GPU memory allocated" if device.type == "cuda" else "RSS"
-        if "mem_peak" in lora:
+        for name, m in trained.items():
+            options = " ".join(f"{k}={v}" for k, v in STEP_METHODS.get(name, {}).items()) or "defaults"
+            lines.append((f"{name} step ({options}), batch {b}", "", "", ""))
+            row("  build (from the loaded CLIP)", m["build"])
+            row("  warm-up step (first, not averaged)", m["warmup"], b)
+            row(f"  training_step + bwd + AdamW, mean of {steps}", m["steps"] / steps, b, "s/step")
+            if "feature_steps" in m:
+                row(f"  on cached features (head only), mean of {steps}", m["feature_steps"] / steps, b,
+                    "s/step: what the trainer runs")
             row(
-                f"  {what} before the warm-up step",
-                note=f"{mib(lora['mem_before'])} (libraries + model; weights: {mib(lora['weights'])})",
+                "  trainable / total parameters",
+                note=f"{m['trainable']:,.0f} / {m['total']:,.0f} ({100 * m['trainable'] / m['total']:.3f}%)",
             )
-            row(
-                f"  peak {what} during the steps",
-                note=f"{mib(lora['mem_peak'])} (+{mib(lora['mem_peak'] - lora['mem_before'])} for the step)",
-            )
-        if "maxrss_after" in lora:
-            row(
-                "  ru_maxrss, before -> after the steps",
-                note=f"{mib(lora['maxrss_before'])} -> {mib(lora['maxrss_after'])} (process high-water mark)",
-            )
+            if "mem_peak" in m:
+                row(
+                    f"  {what} before the warm-up step",
+                    note=f"{mib(m['mem_before'])} (libraries + model; weights: {mib(m['weights'])})",
+                )
+                row(
+                    f"  peak {what} during the steps",
+                    note=f"{mib(m['mem_peak'])} (+{mib(m['mem_peak'] - m['mem_before'])} for the step)",
+                )
+            if "maxrss_after" in m:
+                row(
+                    "  ru_maxrss, before -> after the steps",
+                    note=f"{mib(m['maxrss_before'])} -> {mib(m['maxrss_after'])} (process high-water mark)",
+                )
 
-        lines.append((f"linear-probe epoch, {n} crops, batch {b}", "", "", ""))
-        row("  cold cache: key + extract features", lp["cold_get"], n)
-        row("  cold cache: head epoch", lp["cold_head"], n)
-        row("  cold cache: epoch total", lp["cold_get"] + lp["cold_head"], n)
-        row("  warm cache: key + load features (hit)", lp["warm_get"], n)
-        row("  warm cache: head epoch", lp["warm_head"], n)
-        row("  warm cache: epoch total", lp["warm_get"] + lp["warm_head"], n)
-        row("  of which cache key (hashes frozen weights)", lp["key"], note="per cache lookup")
-        cold, warm = lp["cold_get"] + lp["cold_head"], lp["warm_get"] + lp["warm_head"]
-        row("  cold / warm epoch", note=f"{cold / warm:.1f}x")
+        if lp is not None:
+            lines.append((f"linear-probe epoch, {n} crops, batch {b}", "", "", ""))
+            row("  cold cache: key + extract features", lp["cold_get"], n)
+            row("  cold cache: head epoch", lp["cold_head"], n)
+            row("  cold cache: epoch total", lp["cold_get"] + lp["cold_head"], n)
+            row("  warm cache: key + load features (hit)", lp["warm_get"], n)
+            row("  warm cache: head epoch", lp["warm_head"], n)
+            row("  warm cache: epoch total", lp["warm_get"] + lp["warm_head"], n)
+            row("  of which cache key (hashes frozen weights)", lp["key"], note="per cache lookup")
+            cold, warm = lp["cold_get"] + lp["cold_head"], lp["warm_get"] + lp["warm_head"]
+            row("  cold / warm epoch", note=f"{cold / warm:.1f}x")
 
         width = max(len(label) for label, *_ in lines)
         print(f"{'':<{width}}  {'wall s':>8}  {'img/s':>8}")
         for label, secs, rate, note in lines:
             print(f"{label:<{width}}  {secs:>8}  {rate:>8}  {note}".rstrip())
         print(
-            f"(img/s from wall time; LoRA memory: see --help; load average now {os.getloadavg()[0]:.2f}: "
+            f"(img/s from wall time; memory: see --help; load average now {os.getloadavg()[0]:.2f}: "
             "other processes on the CPUs slow every row)"
         )
     finally:

@@ -17,6 +17,13 @@ CASES = {
     "lora": ({}, lambda n: "lora_" in n or n.startswith("classifier.")),
     "visual_prompt": ({"prompt_size": 24}, lambda n: n == "prompt" or n.startswith("classifier.")),
     "reprogramming": ({}, lambda n: n == "delta"),
+    "effort": ({}, lambda n: n.endswith((".U_residual", ".S_residual", ".V_residual"))
+               or n.startswith("classifier.")),
+    # CLIP's vision LayerNorms: pre_layrnorm (sic), layer_norm1/2 of every block, post_layernorm.
+    "layernorm": ({}, lambda n: (n.startswith("clip.vision_model.")
+                                 and any(s in n for s in ("layrnorm", "layer_norm", "layernorm")))
+                  or n.startswith("classifier.")),
+    "prompt_tuning": ({}, lambda n: n == "context"),
 }
 
 
@@ -113,6 +120,15 @@ def test_transform_feeds_forward(name):
     ("reprogramming", {"inner_ratio": 1.5}, "less than or equal to 1"),
     ("reprogramming", {"real_prompts": []}, "real_prompts"),
     ("reprogramming", {"fake_prompts": ["  "]}, "blank"),
+    ("effort", {"residual_rank": 0}, "greater than 0"),
+    ("effort", {"orthogonal_weight": -1}, "greater than or equal to 0"),
+    ("effort", {"target_modules": []}, "target_modules"),
+    ("layernorm", {"uniformity_weight": -0.5}, "greater than or equal to 0"),
+    ("layernorm", {"uniformity_t": 0}, "greater than 0"),
+    ("prompt_tuning", {"n_ctx": 0}, "greater than 0"),
+    ("prompt_tuning", {"class_token_position": "start"}, "class_token_position"),
+    ("prompt_tuning", {"class_names": ["real", "real"]}, "must differ"),
+    ("prompt_tuning", {"class_names": ["real"]}, "class_names"),
 ])
 def test_bad_config_is_a_crossfake_error(name, options, message):
     with pytest.raises(CrossfakeError, match=message):
@@ -123,6 +139,9 @@ def test_bad_config_is_a_crossfake_error(name, options, message):
     ("visual_prompt", {"prompt_size": 120}, r"larger than the backbone's 64x64 input"),
     ("reprogramming", {"inner_ratio": 1.0}, "no ring"),
     ("lora", {"target_modules": ["q_proj", "qproj"]}, r"\['qproj'\] match no layer"),
+    ("effort", {"target_modules": ["q_proj", "qproj"]}, r"\['qproj'\] match no linear layer"),
+    ("effort", {"residual_rank": 48}, r"residual_rank 48 leaves no principal subspace"),
+    ("prompt_tuning", {"n_ctx": 40}, r"does not fit the text encoder's 32 positions"),
 ])
 def test_options_that_do_not_fit_the_backbone_fail_at_build(name, options, message):
     with pytest.raises(CrossfakeError, match=message):

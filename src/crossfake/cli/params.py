@@ -9,10 +9,15 @@ method adds. That is peft's convention and reproduces the seed report's 0.77% fo
 Method options are the fields of the method's config, given as --name value (dashes or underscores);
 list options take several values. Unset options keep the method's defaults.
 
+The backbone's shape is read from its config on disk, or, for the OpenAI checkpoints, from shapes crossfake
+knows offline: ViT-B/32 (the default), ViT-B/16 and ViT-L/14 (--backbone ViT-L/14, or its hub id), the
+size most papers beyond the seeds (Effort, GenD, CLIPping the Deception) report their counts at.
+
 Examples:
   crossfake params --method lora                      # 1,179,648 adapter + 513 head parameters
   crossfake params --method lora --r 8 --alpha 64     # report 2's best LoRA
   crossfake params --method visual_prompt --prompt-size 120
+  crossfake params --method effort --backbone ViT-L/14   # Effort's 196,704 residual parameters ("0.19M")
   crossfake params --all --json
 """
 
@@ -46,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--method", help=f"registered method ({', '.join(list_methods())})")
     which.add_argument("--all", action="store_true", help="a table of every method at its default options")
-    parser.add_argument("--backbone", help="backbone spec; unset: the method's own (the OpenAI ViT-B/32)")
+    parser.add_argument("--backbone", help="backbone spec: a hub id, local-dir:PATH, or ViT-B/32, ViT-B/16, ViT-L/14 "
+                                           "(known offline); unset: the method's own (the OpenAI ViT-B/32)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     group = parser.add_argument_group("method options", "fields of the method's config; unset ones keep "
                                                         "the method's defaults")

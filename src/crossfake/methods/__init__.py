@@ -5,8 +5,11 @@ config (a :class:`MethodConfig` subclass) and a detector decorated with ``@regis
 importing it below; nothing else changes.
 """
 
+from crossfake.methods import effort as _effort  # noqa: F401
+from crossfake.methods import layernorm as _layernorm  # noqa: F401
 from crossfake.methods import linear_probe as _linear_probe  # noqa: F401
 from crossfake.methods import lora as _lora  # noqa: F401
+from crossfake.methods import prompt_tuning as _prompt_tuning  # noqa: F401
 from crossfake.methods import reprogramming as _reprogramming  # noqa: F401
 from crossfake.methods import visual_prompt as _visual_prompt  # noqa: F401
 from crossfake.methods import vlm_qlora as _vlm_qlora  # noqa: F401
