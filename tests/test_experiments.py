@@ -26,8 +26,6 @@ from crossfake.training.checkpoint import read_run_info
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.shipped import shipped_names
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
@@ -97,6 +95,7 @@ def test_every_shipped_study_parses(name: str) -> None:
         assert {study.test} == {t for e in experiments.values() for t in e.tests}
 
 
+@pytest.mark.slow  # runs experiments (or builds their corpus)
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -122,6 +121,7 @@ def test_missing_experiment_and_bad_data_root(tmp_path: Path) -> None:
 # -- run ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # runs experiments (or builds their corpus)
 def test_run_resumes_and_survives_a_failing_method(corpus, tmp_path: Path, capsys) -> None:
     config = ExperimentConfig.parse(experiment(corpus))
     run_dir = tmp_path / "run"
@@ -172,6 +172,7 @@ def test_run_resumes_and_survives_a_failing_method(corpus, tmp_path: Path, capsy
         run_experiment(other, run_dir, progress=False)
 
 
+@pytest.mark.slow  # runs experiments (or builds their corpus)
 def test_run_cli(corpus, tmp_path: Path, capsys) -> None:
     path = tmp_path / "exp.yaml"
     config = experiment(corpus)
@@ -187,6 +188,7 @@ def test_run_cli(corpus, tmp_path: Path, capsys) -> None:
     assert yaml.safe_load((tmp_path / "r" / "experiment.yaml").read_text())["data"]["root"] == str(corpus[0])
 
 
+@pytest.mark.slow  # runs experiments (or builds their corpus)
 def test_too_small_a_split_fails_before_training(corpus, tmp_path: Path) -> None:
     config = ExperimentConfig.parse(experiment(corpus, split={"sources": {"real": {"train": 90, "val": 10},
                                                                          "FaceSwap": {"train": 100},
@@ -199,6 +201,7 @@ def test_too_small_a_split_fails_before_training(corpus, tmp_path: Path) -> None
 # -- studies --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # runs experiments (or builds their corpus)
 def test_ablation_grid(corpus, tmp_path: Path) -> None:
     study = AblationConfig.parse(
         {"name": "grid", "experiment": experiment(corpus, methods={"lora": {"method": {"r": 2, "alpha": 4}}}),
@@ -217,6 +220,7 @@ def test_ablation_grid(corpus, tmp_path: Path) -> None:
         assert (tmp_path / "grid" / name).is_file(), name
 
 
+@pytest.mark.slow  # runs experiments (or builds their corpus)
 def test_leakage_study(corpus, tmp_path: Path, capsys) -> None:
     path = tmp_path / "leak.yaml"
     path.write_text(yaml.safe_dump({"name": "leak", "experiment": experiment(corpus), "method": "linear_probe",
