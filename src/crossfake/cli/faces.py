@@ -27,9 +27,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from crossfake.data.preprocess import CropSpec, list_face_detectors
+from crossfake.data.preprocess import CropSpec, FaceCropper, list_face_detectors
 from crossfake.data.preprocess.face_detectors import LANDMARK_NAMES
-from crossfake.inference.faces import contact_sheet, face_cropper, find_faces
+from crossfake.inference.faces import contact_sheet, find_faces
 from crossfake.inference.media import FrameSampling, InputError, expand_inputs
 from crossfake.inference.render import png_bytes
 from crossfake.utils.io import atomic_path, write_bytes_atomic
@@ -69,7 +69,7 @@ def _clean(value: object) -> object:
 
 def run(args: argparse.Namespace) -> int:
     options = {"weights": str(args.face_detector_weights)} if args.face_detector_weights else {}
-    cropper = face_cropper(CropSpec(face_detector=args.face_detector, face_detector_options=options))
+    cropper = FaceCropper.every_track(CropSpec(face_detector=args.face_detector, face_detector_options=options))
     sampling = FrameSampling(fps=args.fps, frames=args.frames, max_frames=args.max_frames)
     failed = 0
     with _output(args.output) as stream:

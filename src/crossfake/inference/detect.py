@@ -41,7 +41,7 @@ from accelerate.utils import send_to_device
 from PIL import Image
 from tqdm.auto import tqdm
 
-from crossfake.data.preprocess.crop import CropSpec, FacesPolicy, as_stored
+from crossfake.data.preprocess.crop import CropSpec, as_stored
 from crossfake.data.preprocess.faces import FaceCrop, FaceCropper, VideoFaces
 from crossfake.data.preprocess.run import crop_spec_of_manifest, read_prepare_config
 from crossfake.data.preprocess.video import decode_frames
@@ -303,7 +303,7 @@ class DetectPipeline:
         self.info = info
         self.crop = crop
         self.crop_source = crop_source
-        self.cropper = FaceCropper(crop.model_copy(update={"faces": FacesPolicy.ALL}))
+        self.cropper = FaceCropper.every_track(crop)
         if threshold is not None:
             self.threshold, self.threshold_source = float(threshold), "--threshold"
         elif info.record.get("threshold") is not None:

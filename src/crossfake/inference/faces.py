@@ -16,7 +16,6 @@ from typing import Any
 import cv2
 import numpy as np
 
-from crossfake.data.preprocess.crop import CropSpec, FacesPolicy
 from crossfake.data.preprocess.face_detectors import LANDMARK_NAMES, Face
 from crossfake.data.preprocess.faces import FaceCropper
 from crossfake.inference.media import DEFAULT_MAX_PIXELS, FrameSampling, open_media
@@ -87,11 +86,6 @@ def find_faces(
         faces[:] = [(face, track if track in kept else None) for face, track in faces]
     return FaceFinding(str(path), media.kind, media.width, media.height, media.fps, frames, len(kept), notes,
                        dict(found.frames or {}) if keep_images else {})
-
-
-def face_cropper(spec: CropSpec) -> FaceCropper:
-    """A cropper that keeps every track (``crossfake faces`` shows them all)."""
-    return FaceCropper(spec.model_copy(update={"faces": FacesPolicy.ALL}))
 
 
 def contact_sheet(finding: FaceFinding, max_frames: int = 12, width: int = 1280) -> np.ndarray | None:

@@ -94,6 +94,12 @@ class FaceCropper:
                 "use --face-detector yunet or dlib, or turn alignment off"
             )
 
+    @classmethod
+    def every_track(cls, spec: CropSpec) -> FaceCropper:
+        """A cropper under ``spec`` that keeps every track, whatever ``spec.faces`` says: judging or
+        inspecting a file looks at every person in it."""
+        return cls(spec.model_copy(update={"faces": FacesPolicy.ALL}))
+
     def detect(self, frames: Frames) -> VideoFaces:
         """First pass: the faces of every frame, linked into tracks.
 
