@@ -12,7 +12,7 @@ DEMO_DIR ?= runs/demo
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade "pip==25.3"
-	$(BIN)/pip install -e ".[clip,vlm,serve,faces,dev]"
+	$(BIN)/pip install -e ".[clip,vlm,serve,faces,distributed,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

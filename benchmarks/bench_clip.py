@@ -59,11 +59,14 @@ from torch.utils.data import TensorDataset
 
 from crossfake.data.preprocess.crop import save_image
 from crossfake.methods import method_class, method_config
-from crossfake.models.backbones.clip import _KNOWN_SHAPES, ClipBundle, ImagePreprocess, _tiny_tokenizer
-from crossfake.training.config import autocast, resolve_precision
-from crossfake.training.data import Collate, FaceCropDataset, default_workers, make_loader
-from crossfake.training.features import FeatureCache, cache_key, extract_features
+from crossfake.models.backbones.clip import ClipBundle, ImagePreprocess, tiny_clip_tokenizer
+from crossfake.models.backbones.spec import CLIP_SHAPES
+from crossfake.scoring.data import Collate, FaceCropDataset, make_loader
+from crossfake.scoring.device import autocast, resolve_precision
+from crossfake.scoring.features import FeatureCache, cache_key, extract_features
+from crossfake.training.data import shuffled_loader
 from crossfake.training.loop import TrainStep
+from crossfake.utils.workers import default_workers
 
 BACKBONE = "openai/clip-vit-base-patch32"
 MIB = 2**20
@@ -83,7 +86,7 @@ def random_clip(name: str = BACKBONE, seed: int = 0) -> ClipBundle:
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = CLIPModel(CLIPConfig(**_KNOWN_SHAPES[name]))
+        model = CLIPModel(CLIPConfig(**CLIP_SHAPES[name]))
     preprocess = ImagePreprocess.from_processor(CLIPImageProcessor())
     return ClipBundle(model.eval(), None, preprocess, name, "random")
 
@@ -237,7 +240,7 @@ def head_epoch(
     torch.manual_seed(0)
     detector.classifier.reset_parameters()  # every measured epoch does the same work
     data = TensorDataset(torch.from_numpy(np.array(features)), labels, torch.arange(len(labels)))
-    loader = make_loader(data, batch, None, shuffle_seed=0, num_workers=0)
+    loader = shuffled_loader(data, batch, None, seed=0, num_workers=0)
     step = TrainStep(detector, on_features=True).train()
     optimizer = torch.optim.AdamW(detector.trainable_parameters(), lr=lr)
     for inputs, y, _ in loader:
@@ -293,7 +296,7 @@ def bench_train_step(
 ) -> dict[str, float]:
     """Time ``steps`` training steps (after a warm-up step) of method ``name`` on a fresh random ViT-B/32."""
     bundle = random_clip()
-    bundle.tokenizer = _tiny_tokenizer()  # for text-side methods, which tokenise their prompts at build time
+    bundle.tokenizer = tiny_clip_tokenizer()  # for text-side methods, which tokenise their prompts at build time
     config = method_config(name, backbone=BACKBONE, **STEP_METHODS.get(name, {}))
     torch.manual_seed(0)
     t_build, detector = timed(lambda: method_class(name)(config, bundle).to(device).train(), device)

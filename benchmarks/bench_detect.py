@@ -33,7 +33,7 @@ from bench_prepare import write_video
 from crossfake.data.preprocess import CropSpec
 from crossfake.inference import DetectPipeline, FrameSampling
 from crossfake.methods import method_class, method_config
-from crossfake.training.checkpoint import RunInfo
+from crossfake.runs.directory import RunInfo
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Benchmark crossfake's zero-shot VLM scoring (``vlm_zero_shot``, local backend): images/s.
+"""Benchmark crossfake's zero-shot VLM scoring (``vlm_zero_shot``): images/s in process, requests/s served.
 
 Two modes, both through :class:`crossfake.vlm.backends.local.LocalBackend`, as ``vlm_zero_shot`` runs them:
 
@@ -32,9 +32,22 @@ Random weights never emit the end-of-answer token at a realistic point, so gener
 swapped for a ``bnb.nn.Linear4bit`` after the bf16 model is built on the GPU (what transformers' loader does
 with random weights instead of a checkpoint).
 
+**Served** (``--backend http``): requests/s of the HTTP backend against an OpenAI-compatible server at
+each ``--concurrency`` (default 1,2,4,8: requests in flight at once), ``--requests`` images per row (default
+32), after one untimed warm-up round per row. Without ``--base-url`` the script starts ``transformers serve``
+(needs ``openai``, in the dev extra) on the tiny random Qwen2.5-VL written to a temporary folder, on a free
+loopback port, offline, and stops it at the end. ``transformers serve`` ignores ``logprobs`` and rejects
+prefix continuation, so the backend runs with ``continue_prefix=False`` there and every request is a greedy
+answer of at most ``min(--max-new-tokens, 16)`` tokens (scoring only). It answers one request at a time
+(one inference thread; its continuous batching is for text-only models), so concurrency only overlaps the
+client's and server's HTTP, JSON, PNG and preprocessing work with generation. With ``--base-url URL
+--served-model NAME`` (vLLM, SGLang, ...) the backend keeps its defaults (logprobs, continuation).
+
 Run:  python benchmarks/bench_vlm.py [--models tiny,7b] [--images 32] [--batch-sizes 1,8]
                                     [--max-new-tokens 64] [--device cpu|cuda] [--quantize nf4]
                                     [--processor local-dir:PATH] [--prompt forensic_xml_v1] [--threads N]
+      python benchmarks/bench_vlm.py --backend http [--concurrency 1,2,4,8] [--requests 32]
+                                    [--base-url URL --served-model NAME] [--max-new-tokens 16]
 """
 
 from __future__ import annotations
@@ -45,19 +58,25 @@ import copy
 import logging
 import os
 import platform
+import socket
+import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image
 
-from crossfake.models.backbones.clip import _local_dir, canonical_name
-from crossfake.models.backbones.qwen_vl import _KNOWN_SHAPES, DEFAULT_QWEN_VL, QwenVLBundle, build_qwen_vl
+from crossfake.models.backbones.qwen_vl import DEFAULT_QWEN_VL, QwenVLBundle, build_qwen_vl, save_tiny
+from crossfake.models.backbones.spec import QWEN_VL_SHAPES, canonical_name, local_dir
 from crossfake.vlm import load_prompt
+from crossfake.vlm.backends.http import HttpBackend
 from crossfake.vlm.backends.local import LocalBackend
 from crossfake.vlm.prompts import PromptTemplate
 from crossfake.vlm.scoring import encode
@@ -157,7 +176,7 @@ def load_processor(spec: str):
     from transformers import AutoProcessor
 
     try:
-        local = _local_dir(spec)
+        local = local_dir(spec)
     except Exception as e:  # CrossfakeError: a folder that does not exist
         raise Skip(str(e)) from e
     name = str(local) if local else canonical_name(spec)
@@ -182,7 +201,7 @@ def build_7b(device: torch.device, quantize: str | None, processor_spec: str) ->
         )
     processor = load_processor(processor_spec)
     tokenizer = processor.tokenizer
-    shape = copy.deepcopy(_KNOWN_SHAPES[DEFAULT_QWEN_VL])
+    shape = copy.deepcopy(QWEN_VL_SHAPES[DEFAULT_QWEN_VL])
     if len(tokenizer) > shape["text_config"]["vocab_size"]:
         raise Skip(f"the processor's tokenizer ({len(tokenizer)} tokens) is not Qwen2.5-VL's")
     ids = {
@@ -264,6 +283,106 @@ def describe(bundle: QwenVLBundle, images: list[Image.Image], prompt: PromptTemp
     )
 
 
+# -- served ---------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def transformers_serve(timeout: float = 300.0) -> Iterator[tuple[str, str]]:
+    """``transformers serve`` on the tiny random Qwen2.5-VL in a temporary folder: (root URL, model name)."""
+    with tempfile.TemporaryDirectory(prefix="bench_vlm_") as tmp:
+        with quiet_stdout():
+            folder = save_tiny(Path(tmp) / "tiny-qwen25-vl")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        log = Path(tmp) / "serve.log"
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        cli = Path(sys.executable).with_name("transformers")
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                [
+                    str(cli),
+                    "serve",
+                    str(folder),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--device",
+                    "cpu",
+                    "--dtype",
+                    "float32",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    sys.exit(
+                        f"transformers serve did not come up (exit code {proc.poll()}):\n"
+                        f"{log.read_text()[-3000:]}"
+                    )
+                try:
+                    urllib.request.urlopen(url + "/health", timeout=2).read()
+                    break
+                except OSError:
+                    time.sleep(0.5)
+            yield url, str(folder)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def bench_http(
+    backend_options: dict, images: list[Image.Image], prompt: PromptTemplate, concurrencies: list[int]
+) -> list[tuple[int, int, float]]:
+    """(concurrency, requests, wall s) per concurrency, each after an untimed warm-up round."""
+    rows = []
+    for c in concurrencies:
+        backend = HttpBackend(concurrency=c, **backend_options)
+        backend.score(images[:c], prompt, explain=False)  # warm-up
+        start = time.perf_counter()
+        backend.score(images, prompt, explain=False)
+        seconds = time.perf_counter() - start
+        rows.append((c, len(images), seconds))
+        print(f"  concurrency {c:>2}: {seconds:7.2f} s", flush=True)
+        logging.getLogger("crossfake.vlm.http").setLevel(logging.ERROR)  # its one-time notices: once
+    return rows
+
+
+def main_http(args: argparse.Namespace, prompt: PromptTemplate) -> None:
+    images = face_crops(args.requests)
+    options = {"max_new_tokens": args.max_new_tokens, "timeout": 300.0, "retries": 0}
+    print(
+        f"prompt {prompt.id}, {args.requests} synthetic 256x256 face crops per row, concurrency "
+        f"{args.concurrency}, scoring requests (at most {min(args.max_new_tokens, 16)} new tokens); "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
+    )
+    with contextlib.ExitStack() as stack:
+        if args.base_url:
+            url, model = args.base_url, args.served_model
+            where = f"{url} ({model})"
+        else:
+            t0 = time.perf_counter()
+            url, model = stack.enter_context(transformers_serve())
+            options["continue_prefix"] = False  # transformers serve rejects the continuation fields
+            where = f"transformers serve, tiny random Qwen2.5-VL, CPU fp32 (up in {time.perf_counter() - t0:.0f} s)"
+        print(f"server: {where}")
+        rows = bench_http({"base_url": url, "model": model, **options}, images, prompt, args.concurrency)
+    base = rows[0][1] / rows[0][2]
+    print(f"\n{'concurrency':>11}  {'requests':>8}  {'wall s':>8}  {'requests/s':>10}  {'x first':>7}")
+    for c, n, seconds in rows:
+        print(f"{c:>11}  {n:>8}  {seconds:>8.2f}  {n / seconds:>10.2f}  {n / seconds / base:>7.2f}")
+    print(f"(load average now {os.getloadavg()[0]:.2f}: other processes on the CPUs slow every row)")
+
+
 # -- main -------------------------------------------------------------------------------------------------
 
 
@@ -306,6 +425,23 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, help="torch intra-op threads (default: torch's own, usually the CPU count)"
     )
+    parser.add_argument(
+        "--backend",
+        choices=("local", "http"),
+        default="local",
+        help="local: in-process rows (default); http: requests/s of the HTTP backend against a server",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=positive_ints,
+        default=[1, 2, 4, 8],
+        help="http: requests in flight at once, comma-separated (default 1,2,4,8)",
+    )
+    parser.add_argument("--requests", type=int, default=32, help="http: requests per row (default 32)")
+    parser.add_argument(
+        "--base-url", help="http: a running OpenAI-compatible server (default: start transformers serve)"
+    )
+    parser.add_argument("--served-model", help="http: the model name to send with --base-url")
     args = parser.parse_args()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not models or set(models) - {"tiny", "7b"}:
@@ -324,6 +460,13 @@ def main() -> None:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     warnings.filterwarnings("ignore", module="transformers")
+    if args.backend == "http":
+        if args.requests < 1 or args.max_new_tokens < 1:
+            parser.error("--requests and --max-new-tokens must be positive")
+        if args.base_url and not args.served_model:
+            parser.error("--base-url needs --served-model (the request's model name)")
+        main_http(args, load_prompt(args.prompt))
+        return
 
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32

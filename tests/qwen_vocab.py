@@ -201,9 +201,9 @@ def tiny_model_on_qwen_vocab():
     """
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    from crossfake.models.backbones.qwen_vl import _TINY_SHAPE
+    from crossfake.models.backbones.spec import TINY_QWEN_VL_SHAPE
 
-    shape = copy.deepcopy(_TINY_SHAPE)
+    shape = copy.deepcopy(TINY_QWEN_VL_SHAPE)
     end, pad = ID["<|im_end|>"], ID["<|endoftext|>"]
     tokens = {"bos_token_id": pad, "eos_token_id": end, "pad_token_id": pad}
     shape["text_config"].update(vocab_size=MODEL_VOCAB_SIZE, tie_word_embeddings=False, **tokens)

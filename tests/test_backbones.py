@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from crossfake.models.backbones.clip import build_clip, canonical_name
+from crossfake.models.backbones.clip import build_clip
 from crossfake.models.backbones.qwen_vl import build_qwen_vl, save_tiny
+from crossfake.models.backbones.spec import canonical_name
 from crossfake.utils.errors import CrossfakeError
 
 

@@ -30,12 +30,12 @@ from crossfake.data.preprocess import CropSpec, register_face_detector
 from crossfake.data.preprocess.face_detectors import Face, box_iou
 from crossfake.data.preprocess.video import decode_frames
 from crossfake.data.synth import SynthConfig, synthesize
-from crossfake.evaluation.predict import predict_manifest
 from crossfake.inference import AGGREGATION_RULE, DetectPipeline, FrameSampling, InputError
 from crossfake.inference.detect import FAKE, NO_FACE, REAL, crop_spec_for_run
 from crossfake.inference.media import IMAGE, VIDEO, open_media, sniff_kind
 from crossfake.methods.base import Detector, MethodConfig
-from crossfake.training.checkpoint import read_run_info
+from crossfake.runs.directory import read_run_info
+from crossfake.scoring.predict import predict_manifest
 
 FPS = 25  # synth's frame rate
 N_FRAMES = 25  # one second of video

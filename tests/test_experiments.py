@@ -22,7 +22,7 @@ from crossfake.experiments.studies import (
     run_leakage,
 )
 from crossfake.inference.detect import crop_spec_for_run
-from crossfake.training.checkpoint import read_run_info
+from crossfake.runs.directory import read_run_info
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.shipped import shipped_names
 

@@ -14,12 +14,14 @@ from test_training import make_tiny_split, tiny_config
 from torch import nn
 
 from crossfake.data.manifest import read_manifest
-from crossfake.evaluation.predict import predict_manifest
 from crossfake.methods import create_detector
 from crossfake.methods.effort.svd import SVDResidualLinear
 from crossfake.methods.layernorm import alignment_loss, uniformity_loss
 from crossfake.models.backbones.clip import build_clip
-from crossfake.training import FeatureCache, load_run, train
+from crossfake.runs.directory import load_run
+from crossfake.scoring.features import FeatureCache
+from crossfake.scoring.predict import predict_manifest
+from crossfake.training import train
 from crossfake.training.data import training_rows
 
 SIZE = 64  # the tiny backbone's input side

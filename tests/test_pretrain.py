@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from crossfake.models.backbones.clip import SYNTH_TINY, build_clip, bundled_clip_dir
+from crossfake.models.backbones.clip import build_clip
+from crossfake.models.backbones.spec import SYNTH_TINY, bundled_clip_dir
 from crossfake.models.pretrain import (
     FaceCaptionStream,
     PretrainConfig,

@@ -20,7 +20,8 @@ from crossfake.evaluation import metrics
 from crossfake.evaluation.plots import plot_heatmap
 from crossfake.evaluation.tables import render
 from crossfake.reports import build_report, compare_text, headline_text, load_runs, load_summary
-from crossfake.reports.collect import summarise_test_sets
+from crossfake.reports.collect import collect, summarise_test_sets
+from crossfake.reports.experiment import load_experiment
 from crossfake.utils.errors import CrossfakeError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -67,7 +68,8 @@ def scores(kind: str, labels: np.ndarray, video_codes: np.ndarray, rng: np.rando
 def make_experiment(root: Path, shift: float = 0.0, name: str = "synthetic", test_sets=TEST_SETS) -> Path:
     """An experiment run directory as `crossfake run` writes it, with synthetic predictions.
 
-    Methods: ``perfect``, ``coin`` (done), ``gaussian`` (done, a VLM-like explanation column, no recorded
+    Methods: ``perfect``, ``coin`` (done), ``gaussian`` (done, an explaining method whose columns are not
+    the VLM's — ``explanation`` beside a ``verdict``, declared in experiment.json —, no recorded
     threshold: the report derives it from val_predictions), ``broken`` (failed), ``ghost`` (done but its
     predictions are missing) and ``later`` (pending). ``shift`` moves the gaussian fakes' scores.
     """
@@ -103,6 +105,8 @@ def make_experiment(root: Path, shift: float = 0.0, name: str = "synthetic", tes
             "wall_time_s": {"train": 75.0, "test": 12.5},
             "threshold": None if kind == "gaussian" else 0.5, "threshold_rule": "val EER",
             "val_auc": 0.9, "predictions": predictions,
+            "prediction_columns": ({"explanation": "explanation", "details": ["verdict"]} if kind == "gaussian"
+                                   else {}),
         }
     methods["broken"] = {"status": "failed", "error": "RuntimeError: out of memory", "method": "vlm_qlora",
                          "run_dir": "methods/broken", "predictions": {}}
@@ -397,3 +401,32 @@ def test_training_figures_of_pseudo_fakes_are_copied_into_the_report(tmp_path: P
     copied = copy_training_figures(data, tmp_path / "report")
     assert copied == {"lora_sbi": "figures/pseudo_fakes__lora_sbi.png"}
     assert (tmp_path / "report" / copied["lora_sbi"]).read_bytes() == b"\x89PNG figure"
+
+
+def test_examples_follow_the_declared_prediction_columns(tmp_path):
+    """Reports show a method's explanation from the columns it declares, whatever they are called; an entry
+    that declares none shows none even with such a column; an entry written before methods declared
+    their columns (no key) reads the VLM's columns of crossfake 0.1."""
+    run = make_experiment(tmp_path / "run")
+    record = json.loads((run / "experiment.json").read_text())
+    gaussian = record["methods"]["gaussian"]
+
+    def examples(declared) -> dict:
+        entry = dict(gaussian)
+        if declared is None:
+            entry.pop("prediction_columns")
+        else:
+            entry["prediction_columns"] = declared
+        (run / "experiment.json").write_text(json.dumps({**record, "methods": {"gaussian": entry}}))
+        return collect(load_experiment(run), n_boot=0).examples
+
+    shown = examples({"explanation": "explanation", "details": ["verdict"]})
+    assert shown and all(list(e.rows.columns) == ["sample_id", "label", "score", "verdict", "explanation"]
+                         for e in shown.values())
+    assert examples({}) == {}  # declares no explanation: the column is just data
+    assert examples({"explanation": "verdict"}) != {}  # any column can be the explanation
+    assert examples(None) == {}  # 0.1 entries: the VLM's `reasoning`, which these predictions lack
+    for path in (run / "methods" / "gaussian").glob("predictions_*.parquet"):
+        pd.read_parquet(path).rename(columns={"explanation": "reasoning"}).to_parquet(path, index=False)
+    legacy = examples(None)
+    assert legacy and all("explanation" in e.rows.columns for e in legacy.values())

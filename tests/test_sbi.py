@@ -29,9 +29,10 @@ from crossfake.data.pseudo_fakes import (
     list_pseudo_fakes,
     pseudo_fake_maker,
 )
-from crossfake.training import TrainConfig, train
-from crossfake.training.config import PseudoFakeConfig
-from crossfake.training.data import Collate, PseudoFakeDataset, make_loader, training_rows
+from crossfake.runs.config import PseudoFakeConfig, TrainConfig
+from crossfake.scoring.data import Collate
+from crossfake.training import train
+from crossfake.training.data import PseudoFakeDataset, shuffled_loader, training_rows
 from crossfake.utils.errors import CrossfakeError
 
 SIZE = 128
@@ -205,7 +206,7 @@ def dataset(tiny: Path, seed: int = 0, **options) -> PseudoFakeDataset:
 
 
 def epoch_batches(ds: PseudoFakeDataset, epoch: int, seed: int = 0, workers: int = 0) -> list:
-    loader = make_loader(ds, 8, Collate(torch.stack), shuffle_seed=seed, num_workers=workers)
+    loader = shuffled_loader(ds, 8, Collate(torch.stack), seed=seed, num_workers=workers)
     loader.sampler.set_epoch(epoch)
     return list(loader)
 
@@ -259,7 +260,7 @@ def test_loaders_serve_the_pseudo_fakes_of_their_epoch(tiny: Path) -> None:
 
 def test_each_real_crop_sits_next_to_its_pseudo_fake(tiny: Path) -> None:
     ds = dataset(tiny)
-    loader = make_loader(ds, 8, Collate(torch.stack), shuffle_seed=0, num_workers=0)
+    loader = shuffled_loader(ds, 8, Collate(torch.stack), seed=0, num_workers=0)
     loader.sampler.set_epoch(3)
     order = list(loader.sampler)
     assert sorted(order) == list(range(len(ds)))

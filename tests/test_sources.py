@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,19 @@ def test_hidden_partial_files_are_not_videos(ffpp_tree: Path):
     (videos / ".000.mp4.abc.tmp.mp4").touch()
     names = {r.name for r in get_source("ffpp", ffpp_tree).records() if r.method == "real"}
     assert ".000.mp4.abc" not in names and len(names) == 40
+
+
+def test_ffpp_leaves_deepfakedetection_to_the_dfd_corpus(ffpp_tree: Path):
+    """FF++ downloads put DFD's actor fakes beside the four manipulations; the ffpp adapter does not take
+    them for a manipulation of its own (their names are not <target>_<source>)."""
+    dfd = ffpp_tree / "manipulated_sequences" / "DeepFakeDetection" / "c23" / "videos"
+    dfd.mkdir(parents=True)
+    (dfd / "01_02__walking__ABCDEF12.mp4").write_bytes(b"")
+    try:
+        src = get_source("ffpp", ffpp_tree)
+        assert "DeepFakeDetection" not in src.available_methods()
+        assert {r.method for r in src.records()} == {"real", "Face2Face", "FaceSwap", "NeuralTextures"}
+        with pytest.raises(CrossfakeError, match="DeepFakeDetection is not an FF.. manipulation .* `dfd` corpus"):
+            get_source("ffpp", ffpp_tree, methods=["Face2Face", "DeepFakeDetection"])
+    finally:
+        shutil.rmtree(dfd.parent.parent)

@@ -322,3 +322,21 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert load(out, "synth.json")["config"]["seed"] == 3
     assert cli_main(["synth", str(tmp_path / "bad"), "--videos", "9"]) == 2
     assert "n_videos must be even" in capsys.readouterr().err
+
+
+def test_default_threads_follow_the_shared_worker_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``workers``, synth uses :func:`crossfake.utils.workers.default_workers` (at least 1 thread),
+    the rule of every other pool, not its own CPU count."""
+    from crossfake.data.synth import writer
+
+    used: list[int] = []
+    real_map = writer._parallel_map
+    monkeypatch.setattr(writer, "default_workers", lambda: 3)
+    monkeypatch.setattr(writer, "_parallel_map", lambda fn, items, workers: used.append(workers)
+                        or real_map(fn, items, 1))
+    synthesize(tmp_path / "a", SynthConfig(n_videos=8, n_frames=2, methods=("FaceSwap",)), progress=False)
+    assert used and set(used) == {3}
+    monkeypatch.setattr(writer, "default_workers", lambda: 0)  # a single CPU: the main thread alone
+    used.clear()
+    synthesize(tmp_path / "b", SynthConfig(n_videos=8, n_frames=2, methods=("FaceSwap",)), progress=False)
+    assert set(used) == {1}

@@ -24,13 +24,15 @@ from safetensors.torch import load_file
 
 from crossfake.data.manifest import read_manifest, write_manifest
 from crossfake.evaluation.metrics import eer
-from crossfake.evaluation.predict import predict_manifest
 from crossfake.methods import create_detector, list_methods, method_class, method_config
-from crossfake.training import FeatureCache, TrainConfig, load_run, shipped_configs, train
-from crossfake.training import checkpoint as ckpt
-from crossfake.training.config import resolve_config_path
-from crossfake.training.data import FaceCropDataset, read_training_manifest, training_rows
-from crossfake.training.features import cache_key
+from crossfake.runs import directory as ckpt
+from crossfake.runs.config import TrainConfig, resolve_config_path, shipped_configs
+from crossfake.runs.directory import load_run
+from crossfake.scoring.data import FaceCropDataset
+from crossfake.scoring.features import FeatureCache, cache_key
+from crossfake.scoring.predict import predict_manifest
+from crossfake.training import train
+from crossfake.training.data import read_training_manifest, training_rows
 from crossfake.utils.config import read_yaml
 from crossfake.utils.errors import CrossfakeError
 

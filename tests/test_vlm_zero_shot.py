@@ -16,9 +16,9 @@ from test_training import make_tiny_split
 
 from crossfake.cli.main import main
 from crossfake.data.manifest import SPLIT_COLUMN, read_manifest
-from crossfake.evaluation.predict import predict_manifest
 from crossfake.methods import create_detector
-from crossfake.training import load_run
+from crossfake.runs.directory import load_run
+from crossfake.scoring.predict import predict_manifest
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.logging import LOGGER_NAME
 from crossfake.vlm.backends import create_backend, list_backends

@@ -1,8 +1,8 @@
 """A minimal OpenAI-compatible ``/v1/chat/completions`` server around a transformers Qwen2.5-VL, for tests.
 
-``transformers serve`` would be the obvious real server, but in transformers 5.23 it needs fastapi,
-uvicorn and openai (not dependencies of crossfake) and rejects ``logprobs``/``top_logprobs``, the fields the
-HTTP backend scores with. This script needs only the standard library and the model: it decodes
+It stands in for vLLM where the HTTP backend's logprob path is tested: ``transformers serve`` (5.23, the
+real server of ``tests/test_vlm_real_server.py``) accepts ``logprobs``/``top_logprobs`` but ignores them and
+rejects the continuation fields with HTTP 422. This script needs only the standard library and the model: it decodes
 ``data:`` image URLs, applies the processor's chat template (honouring vLLM's ``continue_final_message`` /
 ``add_generation_prompt`` extras), generates greedily and returns the text plus per-token
 ``logprobs.content[i].top_logprobs`` computed from the model's real logits, as vLLM does.
@@ -69,20 +69,26 @@ class Engine:
         messages, images = _to_hf_messages(body["messages"])
         cont = bool(body.get("continue_final_message", False))
         text = self.processor.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=body.get("add_generation_prompt", not cont),
+            messages,
+            tokenize=False,
+            add_generation_prompt=body.get("add_generation_prompt", not cont),
             continue_final_message=cont,
         )
         inputs = self.processor(text=[text], images=images or None, return_tensors="pt")
         out = self.model.generate(
-            **inputs, max_new_tokens=int(body.get("max_tokens") or 16), do_sample=False,
-            output_logits=True, return_dict_in_generate=True,
+            **inputs,
+            max_new_tokens=int(body.get("max_tokens") or 16),
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
         )
-        new = out.sequences[0, inputs["input_ids"].shape[1]:].tolist()
+        new = out.sequences[0, inputs["input_ids"].shape[1] :].tolist()
         eos = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
         finish = "stop" if new and new[-1] == eos else "length"
         content_ids = new[:-1] if finish == "stop" else new
         choice: dict = {
-            "index": 0, "finish_reason": finish,
+            "index": 0,
+            "finish_reason": finish,
             "message": {"role": "assistant", "content": self.tokenizer.decode(content_ids)},
         }
         if body.get("logprobs"):
@@ -94,13 +100,17 @@ class Engine:
                 entry = self._entry(tok, float(logp[tok]))
                 entry["top_logprobs"] = (
                     [self._entry(int(i), float(v)) for v, i in zip(top.values, top.indices, strict=True)]
-                    if top is not None else []
+                    if top is not None
+                    else []
                 )
                 content.append(entry)
             choice["logprobs"] = {"content": content}
         return {
-            "id": f"chatcmpl-{time.time_ns()}", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model", ""), "choices": [choice],
+            "id": f"chatcmpl-{time.time_ns()}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", ""),
+            "choices": [choice],
             "usage": {"prompt_tokens": int(inputs["input_ids"].shape[1]), "completion_tokens": len(new)},
         }
 

@@ -12,6 +12,7 @@ per dropout.
 
 Examples:
   crossfake ablate lora_grid --data /data/FaceForensics++ --out runs/lora_grid
+  crossfake ablate lora_grid --data /shared/FaceForensics++ --executor ray --address auto   # prepare + scoring on Ray
   crossfake ablate lora_grid --set experiment_overrides.defaults.method.backbone=tiny
   crossfake ablate lora_grid --set 'grid={method.r: [8, 16]}' --set 'sweeps={}'     # a smaller grid
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from crossfake.cli.evaluate import executor_from_args
 from crossfake.cli.run import add_experiment_arguments, data_overrides
 from crossfake.evaluation.tables import render
 from crossfake.experiments.studies import AblationConfig, run_ablation
@@ -34,7 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     config = AblationConfig.from_yaml(args.study, overrides=data_overrides(args, prefix="experiment_overrides."))
     out = args.out or Path("runs") / config.name
-    table = run_ablation(config, out, progress=not args.no_progress)
+    executor = executor_from_args(args)
+    try:
+        table = run_ablation(config, out, progress=not args.no_progress, executor=executor)
+    finally:
+        if executor is not None:
+            executor.close()
     print(f"\nablation {config.name}: {len(table)} cells, ranked by validation AUC (test set {config.test})\n")
     print(render(list(table.columns), [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row]
                                         for row in table.itertuples(index=False)], fmt="text"))

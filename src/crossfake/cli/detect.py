@@ -41,7 +41,7 @@ from crossfake.inference.detect import DetectionResult, DetectPipeline
 from crossfake.inference.formats import FORMATS, csv_rows, csv_writer, summary, write_jsonl
 from crossfake.inference.media import DEFAULT_MAX_PIXELS, FrameSampling, InputError, expand_inputs
 from crossfake.inference.render import annotated_png, timeline_png
-from crossfake.training.checkpoint import BEST_DIR, LAST_DIR
+from crossfake.runs.directory import BEST_DIR, LAST_DIR
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import atomic_path, write_bytes_atomic
 from crossfake.utils.logging import get_logger

@@ -16,6 +16,12 @@ Examples:
   crossfake evaluate runs/lora                       # the test split of the run's manifest
   crossfake evaluate runs/lora --group-col method    # also each manipulation against the reals
   crossfake evaluate runs/lora --manifest prepared_f2f/manifest.parquet --split all
+  crossfake evaluate runs/lora --executor ray --address auto   # scored by the workers of a Ray cluster
+
+--executor ray scores the rows in Ray tasks (extra 'distributed'), on a new local instance or a cluster
+(--address auto, ray://HEAD:10001), each task on a GPU with --device cuda (or auto where this machine sees
+one); every node needs crossfake, the run directory and the crops at the same paths. The predictions are
+those of scoring here, and an interrupted run resumes at its missing parts with either executor.
 """
 
 from __future__ import annotations
@@ -25,15 +31,15 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from crossfake.data.manifest import SPLIT_COLUMN, read_manifest
 from crossfake.evaluation.aggregate import Evaluation, evaluate_predictions
 from crossfake.evaluation.plots import plot_roc
-from crossfake.evaluation.predict import predict_manifest
 from crossfake.evaluation.tables import format_results
-from crossfake.training.checkpoint import BEST_DIR, LAST_DIR, RunInfo, load_run, read_run_info
-from crossfake.training.features import FeatureCache
+from crossfake.executors.base import EXECUTORS, Executor, LocalExecutor, get_executor
+from crossfake.runs.directory import BEST_DIR, LAST_DIR, RunInfo, read_run_info
+from crossfake.scoring.device import DEVICES, resolve_device
+from crossfake.scoring.run import load_for_scoring, score_run
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import write_json_atomic, write_text_atomic
 from crossfake.utils.logging import get_logger
@@ -61,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=int, help="images per batch (default: the run's eval batch size)"
     )
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to score")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="where to score")
     parser.add_argument(
         "--num-workers", type=int, help="image-loading processes (default: from the CPU count)"
     )
@@ -74,7 +80,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (0: no CIs)"
     )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    add_executor_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser, what: str = "scores the rows") -> None:
+    """``--executor`` and ``--address``: where batch scoring (and preparation) runs."""
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help=f"what {what}: this process (local, the default) or Ray tasks (ray: pip install "
+        "'crossfake[distributed]'), each on a GPU when scoring on CUDA",
+    )
+    parser.add_argument(
+        "--address",
+        help="with --executor ray: the cluster, 'auto' (the one this machine belongs to), 'ray://HEAD:10001' "
+        "or HOST:PORT; default: $RAY_ADDRESS, else a new local Ray instance",
+    )
+
+
+def executor_from_args(args: argparse.Namespace) -> Executor | None:
+    """The executor ``--executor``/``--address`` ask for; None for the local one (work in this process)."""
+    if args.address is not None and args.executor != "ray":
+        raise CrossfakeError("--address needs --executor ray")
+    return None if args.executor == "local" else get_executor(args.executor, address=args.address)
 
 
 def select_rows(manifest: pd.DataFrame, split: str | None, where: Path) -> tuple[pd.DataFrame, str]:
@@ -99,8 +129,7 @@ def select_rows(manifest: pd.DataFrame, split: str | None, where: Path) -> tuple
 def run(args: argparse.Namespace) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise CrossfakeError(f"--batch-size must be >= 1, not {args.batch_size}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise CrossfakeError("--device cuda but no CUDA device is visible")
+    resolve_device(args.device)  # no CUDA for --device cuda: said before anything is read
     info = read_run_info(args.run_dir)
     # The rows first: a wrong split or manifest is reported before a backbone is loaded.
     manifest_path = Path(args.manifest or info.config.data.manifest)
@@ -108,24 +137,33 @@ def run(args: argparse.Namespace) -> int:
         manifest_path = manifest_path / "manifest.parquet"
     rows, split = select_rows(read_manifest(manifest_path), args.split, manifest_path)
     name = args.name or (split if args.manifest is None else f"{manifest_path.stem}_{split}")
-    detector, _ = load_run(info.run_dir, weights=args.weights)
-    auto = "cuda" if torch.cuda.is_available() else "cpu"
-    detector.to(torch.device(auto if args.device == "auto" else args.device))
+    executor = executor_from_args(args)
     out = args.out or info.run_dir
-    opts = info.config.train
-    cache = FeatureCache(opts.cache_dir) if opts.feature_cache and not args.no_cache else None
-
     log.info("scoring %d rows (split %s of %s) with %s", len(rows), split, manifest_path, info.run_dir)
     preds_path = out / f"predictions_{name}.parquet"
-    preds = predict_manifest(
-        detector,
-        rows,
-        args.batch_size or info.config.eval_batch_size,
-        out=preds_path,
-        cache=cache,
-        num_workers=args.num_workers if args.num_workers is not None else opts.num_workers,
-        progress=not args.no_progress,
-    )
+    if executor is None:
+        run_or_dir = load_for_scoring(info.run_dir, weights=args.weights, device=args.device)
+        used: Executor = LocalExecutor()
+    else:  # the workers load the run; score_run loads it here on the CPU only
+        run_or_dir = info.run_dir
+        used = executor.for_device(resolve_device(args.device).type)
+    try:
+        preds = score_run(
+            run_or_dir,
+            rows,
+            preds_path,
+            weights=args.weights,
+            device=args.device,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            feature_cache=False if args.no_cache else None,
+            progress=not args.no_progress,
+            executor=executor,
+        )
+        executor_info = used.describe()  # while connected: with the cluster's size
+    finally:
+        if executor is not None:
+            executor.close()
 
     thresholds = {"0.5": 0.5, "val EER": info.threshold}
     evaluations = {
@@ -150,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
             "manifest_sha256": file_sha256(manifest_path),
             "split": split,
             "predictions": str(preds_path.resolve()),
+            "executor": executor_info,
             "val_threshold": info.threshold,
             "threshold_rule": info.record.get("threshold_rule"),
             "metrics": {label: e.to_dict(curves=False) for label, e in evaluations.items()},

@@ -20,6 +20,7 @@ Examples:
   crossfake leakage leakage-demo
   crossfake leakage leakage-demo --set "seeds=[0,1,2]" --out runs/leakage-demo-3seeds
   crossfake leakage --data /data/FaceForensics++ --out runs/leakage
+  crossfake leakage --data /shared/FaceForensics++ --executor ray --address auto   # prepare + scoring on Ray
   crossfake leakage --data /data/FaceForensics++ --set method=lora --set "arms=[frames-all,identity]"
 """
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from crossfake.cli.evaluate import executor_from_args
 from crossfake.cli.run import add_experiment_arguments, data_overrides
 from crossfake.experiments.runner import DONE
 from crossfake.experiments.studies import LeakageConfig, run_leakage
@@ -41,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     config = LeakageConfig.from_yaml(args.study, overrides=data_overrides(args, prefix="experiment_overrides."))
     out = args.out or Path("runs") / config.name
-    table = run_leakage(config, out, progress=not args.no_progress)
+    executor = executor_from_args(args)
+    try:
+        table = run_leakage(config, out, progress=not args.no_progress, executor=executor)
+    finally:
+        if executor is not None:
+            executor.close()
     print("\n" + (out / "leakage.md").read_text(encoding="utf-8"))
     return 0 if (table["status"] == DONE).all() else 1

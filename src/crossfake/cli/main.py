@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("crossfake.cli.compare", "put several experiment runs side by side, per test set and method"),
     "ablate": ("crossfake.cli.ablate", "the LoRA ablation grid (rank x alpha x dropout, train fraction)"),
     "leakage": ("crossfake.cli.leakage", "identity-leakage study: frame-level random vs identity split"),
+    "robustness": ("crossfake.cli.robustness", "a run's AUC under the DeeperForensics perturbations, 7 types x 5 levels"),
     "detect": ("crossfake.cli.detect", "judge videos, images or folders with a trained run: scores, verdicts"),
     "serve": ("crossfake.cli.serve", "a local web page to upload a video or image and see its verdict"),
 }

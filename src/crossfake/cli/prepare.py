@@ -14,11 +14,17 @@ Re-running the same command resumes: finished videos are skipped. Changing a cro
 detector, margin, size, ...) on an existing OUT is an error; pass --overwrite or choose a new OUT.
 Settings can come from a YAML file of PrepareConfig fields (--config); flags given here win.
 
+--executor ray prepares the videos as Ray tasks (extra 'distributed': pip install crossfake[distributed]),
+one per video, on a new local Ray instance or a cluster (--address auto, ray://HEAD:10001). Every node
+must see the corpus and OUT at the same paths. The manifest, failures and crops are identical to the local
+executor's, and an interrupted Ray run resumes like a local one (with either executor).
+
 Examples:
   crossfake prepare /data/FaceForensics++ --out prepared --methods FaceSwap,NeuralTextures
   crossfake prepare /data/FaceForensics++ --out quick --frames 8 --limit 20
   crossfake prepare /data/my_corpus --source folder --out prepared --no-face center
   crossfake prepare /data/dfdc --source dfdc --out prepared_dfdc --faces all --align
+  crossfake prepare /shared/FaceForensics++ --out /shared/prepared --executor ray --address auto
 """
 
 from __future__ import annotations
@@ -34,10 +40,11 @@ from crossfake.data.preprocess import (
     list_face_detectors,
     prepare,
 )
-from crossfake.data.preprocess.run import default_workers
 from crossfake.data.sources import get_source, list_sources
 from crossfake.data.sources.base import first_per_method
+from crossfake.executors.base import EXECUTORS, get_executor
 from crossfake.utils.errors import CrossfakeError
+from crossfake.utils.workers import default_workers
 
 _FIELDS = {**PrepareConfig.model_fields, **CropSpec.model_fields}
 #: Flags that set a crop setting (CropSpec field names).
@@ -141,9 +148,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         default=keep,
-        help=f"worker processes, 0 = none (default: one per core, at most 4: {default_workers()})",
+        help="worker processes of the local executor, 0 = none (default: every available CPU but one, at most "
+        f"4: {default_workers()} here)",
     )
 
+    parser.add_argument(
+        "--executor",
+        default="local",
+        choices=EXECUTORS,
+        help="where videos are prepared: this machine (--workers processes) or Ray tasks (extra 'distributed')",
+    )
+    parser.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="with --executor ray: the cluster, 'auto' (the one this machine belongs to), 'ray://HEAD:10001' "
+        "(Ray client) or HEAD:6379; default: $RAY_ADDRESS, else a new local Ray instance",
+    )
     parser.add_argument("--overwrite", action="store_true", help="delete OUT's earlier prepare output first")
     parser.add_argument("--retry-failed", action="store_true", help="redo videos in which no crop was found")
 
@@ -165,7 +185,10 @@ def build_config(args: argparse.Namespace) -> PrepareConfig:
     elif getattr(args, "all_frames", False):
         values["sampling"] = "all"
     if hasattr(args, "face_detector_weights"):
-        crop["face_detector_options"] = {**crop["face_detector_options"], "weights": str(args.face_detector_weights)}
+        crop["face_detector_options"] = {
+            **crop["face_detector_options"],
+            "weights": str(args.face_detector_weights),
+        }
     return PrepareConfig(**values)
 
 
@@ -173,6 +196,10 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args)  # before listing the corpus, so a bad setting fails at once
     if args.limit is not None and args.limit < 1:
         raise CrossfakeError(f"--limit must be at least 1, got {args.limit}")
+    if args.address is not None and args.executor != "ray":
+        raise CrossfakeError("--address needs --executor ray")
+    # Made before listing the corpus too, so a missing Ray fails at once.
+    executor = get_executor(args.executor, workers=config.workers, address=args.address)
     options = {}
     if args.compression:
         options["compression"] = args.compression
@@ -182,7 +209,15 @@ def run(args: argparse.Namespace) -> int:
     records = get_source(args.source, args.root, **options).records()
     if args.limit is not None:
         records = first_per_method(records, args.limit)
-    summary = prepare(records, args.out, config, overwrite=args.overwrite, retry_failed=args.retry_failed)
+    with executor:
+        summary = prepare(
+            records,
+            args.out,
+            config,
+            overwrite=args.overwrite,
+            retry_failed=args.retry_failed,
+            executor=executor,
+        )
     print(f"prepared {args.root} -> {args.out}\n")
     print(summary.table())
     print(f"\nmanifest: {args.out / 'manifest.parquet'}\nfailures: {args.out / 'failures.parquet'}")

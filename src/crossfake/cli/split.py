@@ -12,8 +12,14 @@ Without --spec or --source, every source is split 80/10/10 by identity. The resu
 'split' column (rows of no split have none), written beside the input with a JSON sidecar holding the
 resolved spec, and audited on the spot.
 
+With --merge-faces (identity mode, the 'faces' extra) identity groups whose faces match (dlib's
+face-recognition ResNet, Euclidean distance below 0.6) are merged before groups are assigned, so a
+person whom the file names split in two still lands on one side; the merges go to the sidecar and the
+audit by face of the result is printed.
+
 Examples:
   crossfake split prepared/manifest.parquet --spec report1
+  crossfake split prepared/manifest.parquet --spec report1 --merge-faces
   crossfake split prepared/manifest.parquet --source real=70/20/10 --source FaceSwap=90/10/0 \\
       --source NeuralTextures=0/0/100
   crossfake split prepared/manifest.parquet --spec report1 --mode frame --out leaky.parquet
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from crossfake.cli.audit import add_face_arguments, crop_margin, face_settings
 from crossfake.data.manifest import read_manifest
 from crossfake.data.splits import SplitMode, SplitSpec, builtin_specs, load_spec, split_manifest
 from crossfake.utils.errors import CrossfakeError
@@ -42,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=[m.value for m in SplitMode], help="override the spec's mode")
     parser.add_argument("--seed", type=int, help="override the spec's seed")
     parser.add_argument("--out", type=Path, help="output Parquet (default: split_<spec>[_<mode>].parquet beside the input)")
+    parser.add_argument("--merge-faces", action="store_true",
+                        help="merge identity groups whose faces match before assigning splits (identity mode)")
+    add_face_arguments(parser)
 
 
 def parse_source_flag(flag: str) -> tuple[str, dict[str, float]]:
@@ -81,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or manifest_path.with_name(
         f"split_{spec.name}{'' if spec.mode == SplitMode.identity else '_' + spec.mode.value}.parquet"
     )
-    _, report = split_manifest(manifest_path, spec, out)
+    faces = face_settings(args, crop_margin(manifest_path)) if args.merge_faces else None
+    _, report = split_manifest(manifest_path, spec, out, merge_faces=faces)
     print(f"split '{spec.name}' (mode {spec.mode.value}, seed {spec.seed}) -> {out}\n")
     print(report.format())
     return 0

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from crossfake.cli import add_override_argument
-from crossfake.training.config import TrainConfig
+from crossfake.runs.config import TrainConfig
 from crossfake.training.loop import train
+from crossfake.utils.config import add_override_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

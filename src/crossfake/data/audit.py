@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import combinations
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from crossfake.data.manifest import REAL, SPLIT_COLUMN, SPLITS
 from crossfake.utils.errors import CrossfakeError
+
+if TYPE_CHECKING:
+    from crossfake.data.face_identity import FaceAudit
 
 SHOW_GROUPS = 20
 """How many shared identity groups :meth:`AuditReport.format` lists (``to_dict`` has them all)."""
@@ -36,25 +40,37 @@ class AuditReport:
             sorted ids of the group's people there (a list, empty where the group is absent). No person
             need be shared for a group to be: FF++'s 605 (train) and 606 (test) are two people's ids but
             one YouTube video.
+        faces: the audit by face (:func:`crossfake.data.face_identity.audit_faces`), when one was asked
+            for (``crossfake audit --faces``, ``crossfake split --merge-faces``); ``None`` otherwise.
     """
 
     counts: pd.DataFrame
     overlaps: pd.DataFrame
     test_seen_in_train: pd.DataFrame
     shared_groups: pd.DataFrame
+    faces: FaceAudit | None = None
+
+    @property
+    def name_leaks(self) -> bool:
+        """People, identity groups or videos (all known by name) shared between splits."""
+        return bool((self.overlaps[["people", "groups", "videos"]] > 0).any().any())
 
     @property
     def leaks(self) -> bool:
-        return bool((self.overlaps[["people", "groups", "videos"]] > 0).any().any())
+        """Anything shared between splits: by name, or by face where faces were audited."""
+        return self.name_leaks or (self.faces is not None and self.faces.leaks)
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "leaks": self.leaks,
             "counts": self.counts.reset_index().to_dict(orient="records"),
             "overlaps": self.overlaps.to_dict(orient="records"),
             "test_seen_in_train": self.test_seen_in_train.to_dict(orient="records"),
             "shared_groups": self.shared_groups.to_dict(orient="records"),
         }
+        if self.faces is not None:
+            out["faces"] = self.faces.to_dict()
+        return out
 
     def format(self) -> str:
         lines = ["Counts per source × split (videos / frames, % of the source's videos):", ""]
@@ -72,8 +88,11 @@ class AuditReport:
                 f"  {r.method:<16} {r.seen:>5} of {r.videos:<5} ({r.percent:.0f}%)"
                 for r in self.test_seen_in_train.itertuples()
             ]
-        verdict = "LEAK: identities are shared between splits" if self.leaks else "no identity shared between splits"
-        lines += ["", verdict]
+        verdict = ("LEAK: identities are shared between splits" if self.name_leaks
+                   else "no identity shared between splits")
+        lines += ["", verdict + (" (by name)" if self.faces is not None else "")]
+        if self.faces is not None:
+            lines += ["", self.faces.format()]
         return "\n".join(lines)
 
 

@@ -47,6 +47,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -60,6 +61,9 @@ from crossfake.utils.io import write_json_atomic
 from crossfake.utils.logging import get_logger
 from crossfake.utils.provenance import file_sha256, provenance
 from crossfake.utils.shipped import resolve_shipped, shipped_names
+
+if TYPE_CHECKING:
+    from crossfake.data.face_identity import FaceSettings
 
 log = get_logger("splits")
 
@@ -274,17 +278,38 @@ def train_fraction(df: pd.DataFrame, fraction: float, seed: int = 0) -> pd.DataF
     return df[~train | df["video_id"].isin(keep)].reset_index(drop=True)
 
 
-def split_manifest(manifest_path: str | Path, spec: SplitSpec, out: str | Path) -> tuple[pd.DataFrame, AuditReport]:
+def split_manifest(
+    manifest_path: str | Path, spec: SplitSpec, out: str | Path, merge_faces: FaceSettings | None = None
+) -> tuple[pd.DataFrame, AuditReport]:
     """Split the manifest at ``manifest_path`` by ``spec`` into ``out`` and audit it.
 
     Writes ``out`` (crop paths rebased so they stay valid from there) and its sidecar ``out.json``: the
     resolved spec, the source manifest's path and sha256 (how ``crossfake detect`` finds the crop settings
     in its ``prepare.json``), the audit and provenance. Returns the split table and its audit.
+
+    With ``merge_faces`` (identity mode only) the identity groups whose faces match are merged before the
+    groups are assigned (:func:`crossfake.data.face_identity.merge_face_groups`), so no person is on two
+    sides by face either; the split table's ``identity_group`` holds the merged groups, and the audit (in
+    the sidecar too) has the merges and an audit by face of the result.
     """
     manifest_path, out = Path(manifest_path), Path(out)
-    split = assign_splits(read_manifest(manifest_path), spec)
+    df = read_manifest(manifest_path)
+    merges = None
+    if merge_faces is not None:
+        from crossfake.data.face_identity import audit_faces, merge_face_groups
+
+        if spec.mode != SplitMode.identity:
+            raise CrossfakeError(f"--merge-faces merges identity groups, which only mode 'identity' assigns; "
+                                 f"split spec {spec.name!r} has mode {spec.mode.value!r}")
+        df, merges = merge_face_groups(df, audit_faces(df, merge_faces))
+        log.info("merged %d set(s) of identity groups by face", len(merges))
+    split = assign_splits(df, spec)
     write_manifest(split, out)
     report = audit_split(split)
+    if merges is not None:
+        split.attrs["root"] = df.attrs["root"]  # the crops (and the embedding cache) are the input's
+        report.faces = audit_faces(split, merge_faces)
+        report.faces.merges = merges
     write_json_atomic(out.with_suffix(".json"), provenance({
         "spec": spec.model_dump(mode="json"),
         "manifest": str(manifest_path.resolve()),

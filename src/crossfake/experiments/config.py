@@ -19,6 +19,14 @@
     tests:                    # test set name -> the sources (of a split) it scores
       NeuralTextures: [real, NeuralTextures]
       Face2Face: {split: test, sources: [real, Face2Face]}
+    corpora:                  # other corpora to test on (cross-dataset), each a test set of its own
+      celebdf: {root: /data/Celeb-DF-v2, source: celebdf}   # its official test list
+      synth-b: {synth: {seed: 1, compression: c40}}           # no root: a synthetic FF++ of other settings
+
+Each corpus of ``corpora`` is read by its adapter, reduced to the videos it tests on (its official test
+split where it has one, else all of it), cropped with the same ``prepare`` settings and added to the split
+manifest with ``split = <corpus name>``; the test set of the same name scores them (its sources: ``real``
+and the corpus's fake methods). Its videos never train or validate.
 
 Everything is validated when the file is read, including every method's training config (built with
 the shipped config, ``defaults`` and the entry merged in that order), so a typo fails before any video
@@ -28,18 +36,22 @@ is decoded.
 from __future__ import annotations
 
 import copy
+import inspect
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from crossfake.data.manifest import REAL
+from crossfake.data.manifest import REAL, SPLITS
 from crossfake.data.preprocess import PrepareConfig
+from crossfake.data.sources.base import SOURCES, source_fake_methods
 from crossfake.data.splits import SplitSpec, load_spec
 from crossfake.data.synth import SynthConfig
-from crossfake.training.config import TrainConfig, resolve_config_path
+from crossfake.data.synth.manipulations import METHODS as SYNTH_METHODS
+from crossfake.runs.config import TrainConfig, resolve_config_path
 from crossfake.utils.config import read_yaml, validate_config
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.shipped import resolve_shipped, shipped_names
@@ -79,7 +91,7 @@ class DataSettings(BaseModel):
 
     root: Path | None = Field(None, description="corpus root; null = the synthetic FF++ of `synth` (cropped with "
                               "the Haar detector unless `prepare` names one: it needs no download)")
-    source: str = Field("ffpp", description="corpus layout: ffpp or folder")
+    source: str = Field("ffpp", description="corpus layout: ffpp, folder, dfdc, celebdf, dfd or wilddeepfake")
     options: dict[str, Any] = Field(default_factory=dict, description="source options, e.g. compression")
     limit: int | None = Field(None, ge=1, description="only the first N videos of each method")
     synth: SynthData = SynthData()
@@ -117,6 +129,79 @@ class TestSet(BaseModel):
         return sources
 
 
+class CorpusSynth(BaseModel):
+    """A synthetic FF++ that stands in for a second corpus: other people (seed), other settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    videos: int = Field(16, description="original videos (even, >= 8)")
+    frames: int = Field(16, ge=1, description="frames per video")
+    size: int = Field(224, description="frame width in pixels")
+    seed: int = Field(1, ge=0, description="not the training corpus's seed: other identities")
+    compression: str = Field("c40", description="c23, c40 or raw")
+    methods: list[str] = Field(default_factory=lambda: list(SYNTH_METHODS), description="its manipulations")
+
+    def synth_config(self) -> SynthConfig:
+        return SynthConfig(n_videos=self.videos, n_frames=self.frames, size=self.size, seed=self.seed,
+                           compression=self.compression, methods=tuple(self.methods))
+
+    @model_validator(mode="after")
+    def _valid(self) -> CorpusSynth:
+        try:
+            self.synth_config()
+        except CrossfakeError as e:
+            raise ValueError(str(e).removeprefix("synth config: ")) from None
+        return self
+
+
+class CorpusSettings(BaseModel):
+    """Another corpus a cross-dataset experiment tests on (it never trains on it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    root: Path | None = Field(None, description="corpus root; null = the synthetic FF++ of `synth`")
+    source: str = Field("ffpp", description="its layout: celebdf, dfdc, dfd, wilddeepfake, ffpp or folder")
+    options: dict[str, Any] = Field(default_factory=dict, description="source options, e.g. compression")
+    use: Literal["auto", "test", "all"] = Field(
+        "auto", description="videos tested: its official test split (test), every video (all), or test where "
+        "the corpus has one, else all (auto)")
+    limit: int | None = Field(None, ge=1, description="only the first N videos of each method")
+    fakes: list[str] | None = Field(None, description="the method names of its fakes (default: the adapter's, "
+                                    "or the `methods` option)")
+    synth: CorpusSynth = CorpusSynth()
+    cache: Path | None = Field(None, description="folder of its crops (default: RUN/corpora/<name>/prepared)")
+
+    @field_validator("root", "cache")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        return None if path is None else path.expanduser().absolute()
+
+    @model_validator(mode="after")
+    def _source_and_options(self) -> CorpusSettings:
+        if self.source not in SOURCES:
+            raise ValueError(f"unknown source {self.source!r}; known: {', '.join(SOURCES.names())}")
+        if self.root is None and self.source != "ffpp":
+            raise ValueError(f"a {self.source} corpus needs its root (only an ffpp corpus may be synthetic)")
+        try:
+            inspect.signature(SOURCES.get(self.source)).bind(Path("."), **self.options)
+        except TypeError as e:
+            raise ValueError(f"invalid options for source {self.source!r}: {e}") from None
+        self.fake_methods()
+        return self
+
+    def fake_methods(self) -> list[str]:
+        """The ``method`` of its fakes: ``fakes``, else the adapter's fixed ones, else the ``methods`` option,
+        else (synthetic) the synthetic corpus's manipulations."""
+        found = (self.fakes or source_fake_methods(self.source) or self.options.get("methods")
+                 or (self.synth.methods if self.root is None else None))
+        if not found:
+            raise ValueError(f"which methods are the {self.source} corpus's fakes? give `fakes: [...]` or the "
+                             "`methods` option")
+        if REAL in found:
+            raise ValueError(f"fakes: {REAL!r} is the method of the real videos, not a fake one")
+        return list(dict.fromkeys(found))
+
+
 class ExperimentConfig(BaseModel):
     """A validated experiment (see the module docstring)."""
 
@@ -131,6 +216,8 @@ class ExperimentConfig(BaseModel):
     methods: dict[str, dict[str, Any]] = Field(min_length=1)
     tests: dict[str, TestSet] = Field(min_length=1)
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples of the report's CIs")
+    corpora: dict[str, CorpusSettings] = Field(
+        default_factory=dict, description="other corpora to test on: name -> corpus; each adds a test set <name>")
 
     @field_validator("methods", mode="before")
     @classmethod
@@ -177,10 +264,56 @@ class ExperimentConfig(BaseModel):
                 raise ValueError(str(e)) from None
         spec = self.split_spec()
         for test_name, test in self.tests.items():
+            if test.split in self.corpora:  # another corpus's test set: checked by _corpus_tests
+                continue
             missing = [s for s in test.sources if s not in spec.sources]
             if missing:
                 raise ValueError(f"tests.{test_name}: sources {missing} are not in the split spec "
                                  f"(it has {sorted(spec.sources)})")
+        return self
+
+    @model_validator(mode="after")
+    def _corpus_tests(self) -> ExperimentConfig:
+        """Every corpus gets the test set of its name (split = its name, sources = real + its fakes)."""
+        tests = dict(self.tests)
+        for name, corpus in self.corpora.items():
+            if name in SPLITS or not re.fullmatch(r"[\w.-]+", name):
+                raise ValueError(f"corpora: {name!r} cannot name a corpus (letters, digits, '_', '.', '-'; not "
+                                 f"{', '.join(SPLITS)})")
+            if name == self.data.source:
+                raise ValueError(f"corpora: {name!r} is the training corpus's name; call the other corpus "
+                                 "something else")
+            sources = [REAL, *corpus.fake_methods()]
+            test = tests.get(name)
+            if test is None:
+                tests[name] = TestSet(split=name, sources=sources)
+            elif test.split != name:
+                raise ValueError(f"tests.{name}: corpus {name!r} is scored by the test set of its name, which "
+                                 f"must read split {name!r}, not {test.split!r}")
+            elif unknown := [s for s in test.sources if s not in sources]:
+                raise ValueError(f"tests.{name}: sources {unknown} are not in corpus {name} (it has {sources})")
+        corpus_splits = {t.split for t in tests.values()} - set(SPLITS) - set(self.corpora)
+        if corpus_splits:
+            raise ValueError(f"tests read split(s) {sorted(corpus_splits)}, which are neither "
+                             f"{', '.join(SPLITS)} nor a corpus of `corpora`")
+        self.__dict__["tests"] = tests  # frozen: set once here
+        return self
+
+    @model_validator(mode="after")
+    def _distinct_caches(self) -> ExperimentConfig:
+        """``prepare`` rewrites a cache's ``manifest.parquet`` from the videos it is given: a corpus cache
+        that is the training corpus's cache, or another corpus's, would overwrite that manifest."""
+        owners: dict[Path, str] = {}
+        if self.prepare.cache is not None:
+            owners[self.prepare.cache.expanduser().resolve()] = "prepare.cache"
+        for name, corpus in self.corpora.items():
+            if corpus.cache is None:
+                continue
+            key, where = corpus.cache.resolve(), f"corpora.{name}.cache"
+            if key in owners:
+                raise ValueError(f"{where} and {owners[key]} are the same folder ({key}): each corpus needs a "
+                                 "cache of its own (prepare rewrites a cache's manifest.parquet from its videos)")
+            owners[key] = where
         return self
 
     # -- derived -------------------------------------------------------------------------------------
@@ -215,6 +348,26 @@ class ExperimentConfig(BaseModel):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def with_corpora(config: ExperimentConfig, roots: Mapping[str, str | Path]) -> ExperimentConfig:
+    """``config`` testing on exactly the corpora ``roots`` (name -> root), e.g. from ``--corpus``: a name the
+    config has keeps its settings (options, use, ...) with the root replaced; any other name is read by the
+    source of that name. The config's other corpora (the synthetic stand-in) and their test sets go."""
+    data = config.to_dict()
+    old = data.pop("corpora")
+    data["tests"] = {k: t for k, t in data["tests"].items() if t["split"] not in old}
+    corpora = {}
+    for name, root in roots.items():
+        entry = old.get(name) or {"source": name}
+        if name not in old and name not in SOURCES:
+            raise CrossfakeError(f"--corpus {name}: no corpus of that name in {config.name} and no source "
+                                 f"{name!r} (sources: {', '.join(SOURCES.names())})")
+        corpora[name] = {**entry, "root": str(Path(root).expanduser().absolute())}
+        if name in config.tests and config.tests[name].split == name:
+            data["tests"][name] = config.tests[name].model_dump()
+    data["corpora"] = corpora
+    return ExperimentConfig.parse(data, where=f"experiment {config.name} with --corpus")
 
 
 def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,9 @@ Layout (format ``crossfake-experiment/1``)::
 
 Steps: synth (if no root) -> prepare (resumes per video) -> split -> for each method entry: train (resumes
 from its last checkpoint, selects on validation) -> score every test row once -> one predictions file per
-test set -> report. ``experiment.json`` is rewritten after each entry, so an interrupted run resumes at
+test set -> report. With an ``executor`` (:mod:`crossfake.executors`, e.g. Ray), preparation and the
+scoring of the test rows run in its workers, with the same outputs and the same resume as here (the
+executor is recorded in ``experiment.json``). ``experiment.json`` is rewritten after each entry, so an interrupted run resumes at
 the entry it was in. An entry that raises is recorded as failed (message in experiment.json, traceback in
 ``methods/<entry>/error.log``) and the others go on.
 """
@@ -29,18 +31,18 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 import yaml
 
 from crossfake.data.audit import audit_split
-from crossfake.data.manifest import SPLIT_COLUMN, read_manifest
+from crossfake.data.manifest import SPLIT_COLUMN, read_manifest, write_manifest
 from crossfake.data.preprocess import prepare
 from crossfake.data.sources import get_source
 from crossfake.data.sources.base import first_per_method
 from crossfake.data.splits import SplitMode, assign_splits, split_manifest
 from crossfake.data.synth import synthesize
-from crossfake.evaluation.predict import predict_manifest
+from crossfake.executors.base import Executor, LocalExecutor
 from crossfake.experiments.config import ExperimentConfig
+from crossfake.experiments.corpora import append_corpus_rows, prepare_corpora
 from crossfake.reports import build_report
 from crossfake.reports.experiment import (
     EXPERIMENT_FORMAT,
@@ -49,8 +51,8 @@ from crossfake.reports.experiment import (
     SPLIT_FILE,
     load_experiment,
 )
-from crossfake.training.checkpoint import load_run, read_run_info
-from crossfake.training.features import FeatureCache
+from crossfake.runs.directory import read_run_info
+from crossfake.scoring.run import load_for_scoring, score_run
 from crossfake.training.loop import train
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import write_json_atomic, write_parquet_atomic, write_text_atomic
@@ -65,7 +67,9 @@ ERROR_FILE = "error.log"
 DONE, FAILED, PENDING = "done", "failed", "pending"
 
 #: Config sections that fix the data: changing one on an existing run directory would mix two studies.
-DATA_KEYS = ("data", "prepare", "split")
+DATA_KEYS = ("data", "prepare", "split", "corpora")
+#: What a data key means when a run directory written before it existed lacks it.
+_DATA_DEFAULTS: dict[str, Any] = {"corpora": {}}
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ def run_experiment(
     progress: bool = True,
     report: bool = True,
     on_method: Callable[[str], None] | None = None,
+    executor: Executor | None = None,
 ) -> ExperimentRun:
     """Run ``config`` into ``run_dir`` (see the module docstring); finished parts are not redone.
 
@@ -101,6 +106,8 @@ def run_experiment(
         progress: progress bars.
         report: build the report at the end.
         on_method: called with an entry's name before it runs (tests use it to inject failures).
+        executor: where preparation and the scoring of the test rows run (None: the prepare config's
+            local workers, and scoring in this process); its outputs are the same.
     """
     run_dir = Path(run_dir).absolute()
     unknown = sorted(set(only or ()) - set(config.methods))
@@ -108,7 +115,8 @@ def run_experiment(
         raise CrossfakeError(f"--only names no method entry of {config.name}: {unknown} "
                              f"(entries: {', '.join(config.methods)})")
     record = _start(config, run_dir)
-    split_path = _data(config, run_dir, record, progress)
+    record["executor"] = (executor or LocalExecutor()).describe()
+    split_path = _data(config, run_dir, record, progress, executor)
 
     for name in config.methods:
         entry = record["methods"].setdefault(name, {"status": PENDING})
@@ -121,7 +129,7 @@ def run_experiment(
         try:
             if on_method is not None:
                 on_method(name)
-            finished = _run_method(config, name, run_dir, split_path, progress)
+            finished = _run_method(config, name, run_dir, split_path, progress, executor)
             entry.clear()
             entry.update(finished)
         except KeyboardInterrupt:
@@ -155,7 +163,7 @@ def _start(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
     if config_path.is_file():
         previous = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
         current = config.to_dict()
-        changed = [k for k in DATA_KEYS if previous.get(k) != current.get(k)]
+        changed = [k for k in DATA_KEYS if previous.get(k, _DATA_DEFAULTS.get(k)) != current.get(k)]
         if changed:
             raise CrossfakeError(
                 f"{run_dir} was run with other {', '.join(changed)} settings; its results would mix two "
@@ -180,7 +188,8 @@ def _start(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
     return record
 
 
-def _data(config: ExperimentConfig, run_dir: Path, record: dict[str, Any], progress: bool) -> Path:
+def _data(config: ExperimentConfig, run_dir: Path, record: dict[str, Any], progress: bool,
+          executor: Executor | None = None) -> Path:
     """synth -> prepare -> split; returns the split manifest's path."""
     data = config.data
     root = data.root
@@ -195,17 +204,21 @@ def _data(config: ExperimentConfig, run_dir: Path, record: dict[str, Any], progr
     if data.limit is not None:
         records = first_per_method(records, data.limit)
     prepared = config.prepare.cache or run_dir / "prepared"
-    summary = prepare(records, prepared, config.prepare.prepare_config(), progress=progress)
+    summary = prepare(records, prepared, config.prepare.prepare_config(), progress=progress, executor=executor)
     if summary.manifest_rows == 0:
         raise CrossfakeError(f"no face crop was found in {root}: see {prepared / 'failures.parquet'}")
     log.info("prepared %d crops in %.1f s", summary.manifest_rows, time.perf_counter() - started)
 
     spec = config.split_spec()
     split_path = run_dir / SPLIT_FILE
+    # The other corpora's test rows (cross-dataset), under split = the corpus's name.
+    corpora, record["corpora"] = prepare_corpora(config, run_dir, progress)
     # Rewritten only when it changes: a finished method's run records the split's sha256.
     if not split_path.is_file() or not split_path.with_suffix(".json").is_file() or not _same_rows(
-            read_manifest(split_path), assign_splits(read_manifest(prepared), spec)):
+            read_manifest(split_path), append_corpus_rows(assign_splits(read_manifest(prepared), spec), corpora)):
         split_manifest(prepared / "manifest.parquet", spec, split_path)
+        if corpora is not None:
+            write_manifest(append_corpus_rows(read_manifest(split_path), corpora), split_path)
     split = read_manifest(split_path)
     _check_split(split, config, split_path)
     audit = audit_split(split)
@@ -246,7 +259,7 @@ def _same_rows(old: pd.DataFrame, new: pd.DataFrame) -> bool:
 
 
 def _run_method(config: ExperimentConfig, name: str, run_dir: Path, split_path: Path,
-                progress: bool) -> dict[str, Any]:
+                progress: bool, executor: Executor | None = None) -> dict[str, Any]:
     """Train (or resume) one entry and score its test sets; the entry's record."""
     method_dir = run_dir / METHODS_DIR / name
     train_config = config.train_config(name, manifest=split_path, out=method_dir)
@@ -255,20 +268,16 @@ def _run_method(config: ExperimentConfig, name: str, run_dir: Path, split_path: 
 
     started = time.perf_counter()
     split = read_manifest(split_path)
-    detector, _ = load_run(method_dir)
-    detector.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    opts = train_config.train
-    cache = FeatureCache(opts.cache_dir) if opts.feature_cache else None
+    # With an executor its workers load the run (score_run loads it here only on the CPU, for the parts).
+    loaded = load_for_scoring(method_dir) if executor is None else method_dir
     predictions: dict[str, str] = {}
     for split_name in sorted({t.split for t in config.tests.values()}):
         sets = {k: t for k, t in config.tests.items() if t.split == split_name}
         sources = sorted({s for t in sets.values() for s in t.sources})
         rows = split.loc[(split[SPLIT_COLUMN] == split_name).fillna(False).to_numpy()
                          & split["method"].isin(sources).to_numpy()]
-        scored = predict_manifest(
-            detector, rows, train_config.eval_batch_size, out=method_dir / f"predictions_{split_name}.parquet",
-            cache=cache, num_workers=opts.num_workers, progress=progress,
-        )
+        scored = score_run(loaded, rows, method_dir / f"predictions_{split_name}.parquet", progress=progress,
+                           executor=executor)
         for test_name, test in sets.items():
             path = method_dir / f"predictions_{test_name}.parquet"
             write_parquet_atomic(path, scored[scored["method"].isin(test.sources)].reset_index(drop=True))
@@ -286,6 +295,7 @@ def _run_method(config: ExperimentConfig, name: str, run_dir: Path, split_path: 
         "threshold": info.threshold,
         "threshold_rule": record.get("threshold_rule"),
         "val_auc": info.val_auc,
+        "prediction_columns": record.get("prediction_columns"),
         "predictions": predictions,
     }
 

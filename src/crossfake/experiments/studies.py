@@ -22,6 +22,11 @@ Reports each arm's test AUC (frame and video, bootstrap CIs over videos), its ga
 and its audit of the test set: people, videos and test-manipulation frames shared with training.
 
 Both are configured in YAML (``configs/studies/``) and validated like experiments.
+
+**Cross-dataset** (``crossfake run cross-dataset --corpus NAME=ROOT ...``): an experiment with ``corpora``
+(see :mod:`.config`) trains on one corpus (FF++) and tests on the others, each cropped with the same
+settings; :func:`run_cross_dataset` runs it and writes the papers' table, rows methods and columns corpora
++ their average, frame and video AUC with bootstrap CIs.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from crossfake.data.manifest import read_manifest
 from crossfake.data.splits import SplitMode, SplitSpec
 from crossfake.data.synth import synthesize
 from crossfake.evaluation.aggregate import ALL, evaluate_predictions
+from crossfake.executors.base import Executor
 from crossfake.experiments.config import ExperimentConfig, deep_merge, resolve_experiment_path
 from crossfake.experiments.runner import DONE, ExperimentRun, read_experiment, run_experiment
 from crossfake.reports.experiment import SPLIT_FILE
@@ -258,11 +264,14 @@ class LeakageConfig(StudyConfig):
 # -- running ------------------------------------------------------------------------------------------
 
 
-def run_ablation(config: AblationConfig, run_dir: str | Path, *, progress: bool = True) -> pd.DataFrame:
-    """Run every cell (resuming finished ones), then write ``ablation.{csv,md,json}`` and heatmaps."""
+def run_ablation(config: AblationConfig, run_dir: str | Path, *, progress: bool = True,
+                 executor: Executor | None = None) -> pd.DataFrame:
+    """Run every cell (resuming finished ones), then write ``ablation.{csv,md,json}`` and heatmaps.
+
+    ``executor``: where preparation and scoring run (see :func:`run_experiment`)."""
     run_dir = Path(run_dir)
     experiment = config.to_experiment()
-    result = run_experiment(experiment, run_dir, progress=progress)
+    result = run_experiment(experiment, run_dir, progress=progress, executor=executor)
     keys = [*config.grid, *config.sweeps]
     settings = {}
     for name in config.cells():  # every studied key's value in force, the base's included
@@ -278,13 +287,14 @@ def run_ablation(config: AblationConfig, run_dir: str | Path, *, progress: bool 
     return table
 
 
-def run_leakage(config: LeakageConfig, run_dir: str | Path, *, progress: bool = True) -> pd.DataFrame:
+def run_leakage(config: LeakageConfig, run_dir: str | Path, *, progress: bool = True,
+                executor: Executor | None = None) -> pd.DataFrame:
     """Run every arm and seed (resuming finished ones), then write ``leakage.{csv,md,json}``.
 
     Returns one row per (method, arm, seed): status, validation AUC, test AUC frame and video with their
     bootstrap CIs, the gap to the reference arm, and the test set's audit (:func:`audit_test_set`). A
     method that fails in one arm is recorded (its status and error; the arm's run keeps the traceback)
-    and the others go on.
+    and the others go on. ``executor``: where preparation and scoring run (see :func:`run_experiment`).
     """
     run_dir = Path(run_dir).absolute()
     base = config.base()
@@ -294,7 +304,8 @@ def run_leakage(config: LeakageConfig, run_dir: str | Path, *, progress: bool = 
     rows = []
     for (arm, seed), experiment in experiments.items():
         log.info("leakage %s: arm %s, seed %d", config.name, arm.value, seed)
-        result = run_experiment(experiment, config.arm_dir(run_dir, arm, seed), progress=progress, report=False)
+        result = run_experiment(experiment, config.arm_dir(run_dir, arm, seed), progress=progress, report=False,
+                                executor=executor)
         rows += _arm_rows(config, experiment, result, arm, seed)
     table = _with_gaps(pd.DataFrame(rows), config.reference)
     summary = leakage_summary(table, config)
@@ -591,8 +602,123 @@ def _yaml(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
+# -- cross-dataset -------------------------------------------------------------------------------------
+
+CROSS_DATASET = "cross_dataset"
+"""Stem of the cross-dataset table files in the run directory (``.csv``, ``.md``, ``.json``)."""
+
+
+def run_cross_dataset(config: ExperimentConfig, run_dir: str | Path, *, only: Iterable[str] | None = None,
+                      progress: bool = True, report: bool = True,
+                      executor: Executor | None = None) -> tuple[ExperimentRun, pd.DataFrame]:
+    """Run an experiment with ``corpora`` (resuming what is finished), then write ``cross_dataset.{csv,md,json}``:
+    per method entry and test set, frame and video AUC with bootstrap CIs over the test videos."""
+    if not config.corpora:
+        raise CrossfakeError(f"experiment {config.name} names no other corpus to test on: add `corpora:` or "
+                             "give --corpus NAME=ROOT")
+    run_dir = Path(run_dir).absolute()
+    result = run_experiment(config, run_dir, only=list(only) if only else None, progress=progress, report=report,
+                            executor=executor)
+    table = cross_dataset_table(config, result)
+    write_table_atomic(run_dir / f"{CROSS_DATASET}.csv", table)
+    write_json_atomic(run_dir / f"{CROSS_DATASET}.json", {
+        "experiment": config.name, "corpora": result.record.get("corpora", {}),
+        "in_domain": [t for t, test in config.tests.items() if test.split not in config.corpora],
+        "rows": _records(table), "average": _records(cross_dataset_average(config, table)),
+    })
+    write_text_atomic(run_dir / f"{CROSS_DATASET}.md", cross_dataset_markdown(config, result, table))
+    return result, table
+
+
+def cross_dataset_table(config: ExperimentConfig, result: ExperimentRun) -> pd.DataFrame:
+    """One row per (method entry, test set): status, whether the test set is another corpus, frame and video
+    AUC with their bootstrap CIs (``config.bootstrap`` resamples over videos), test videos and frames."""
+    rows = []
+    for name, (test_name, test) in itertools.product(config.methods, config.tests.items()):
+        entry = result.methods.get(name, {})
+        row: dict[str, Any] = {"method": name, "test": test_name, "corpus": test.split in config.corpora,
+                               "status": entry.get("status"), "error": entry.get("error")}
+        if entry.get("status") == DONE and test_name in entry.get("predictions", {}):
+            preds = pd.read_parquet(result.run_dir / entry["predictions"][test_name])
+            ev = evaluate_predictions(preds, threshold=entry["threshold"], n_boot=config.bootstrap)
+            row |= _auc_columns(ev.results)
+            row["videos"], row["frames"] = preds["video_id"].nunique(), len(preds)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    for col in ("frame_auc", "frame_low", "frame_high", "video_auc", "video_low", "video_high"):
+        if col not in table:
+            table[col] = math.nan
+    return table
+
+
+def _auc_columns(results: pd.DataFrame) -> dict[str, float]:
+    """Frame and video (mean score) AUC of all rows with their CI bounds, from evaluate_predictions' results."""
+    out = {}
+    for level, key in (("frame", "frame"), ("video_mean", "video")):
+        hit = results[(results["level"] == level) & (results["group"] == ALL) & (results["metric"] == "auc")]
+        values = hit.iloc[0] if len(hit) else {"value": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+        out[f"{key}_auc"], out[f"{key}_low"], out[f"{key}_high"] = values["value"], values["ci_low"], values["ci_high"]
+    return out
+
+
+def cross_dataset_average(config: ExperimentConfig, table: pd.DataFrame) -> pd.DataFrame:
+    """Per method entry, the mean frame and video AUC over the other corpora (the in-domain test sets are not
+    averaged); missing unless every corpus was scored."""
+    rows = []
+    for name in config.methods:
+        part = table[(table["method"] == name) & table["corpus"]]
+        row: dict[str, Any] = {"method": name, "corpora": len(part)}
+        for key in ("frame", "video"):
+            values = part[f"{key}_auc"].astype(float)
+            row[f"{key}_auc"] = float(values.mean()) if len(values) and values.notna().all() else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def cross_dataset_markdown(config: ExperimentConfig, result: ExperimentRun, table: pd.DataFrame) -> str:
+    """The papers' layout: one table per level, rows the method entries, columns the in-domain test sets, the
+    other corpora and their average."""
+    from crossfake.evaluation.tables import format_number, format_with_ci, render
+
+    corpora = list(config.corpora)
+    in_domain = [t for t, test in config.tests.items() if test.split not in config.corpora]
+    info = result.record.get("corpora", {})
+    spec = config.split_spec()
+    trained = [s for s, shares in spec.sources.items() if shares.train > 0]
+    lines = [f"# Cross-dataset: {config.name}", "", *([config.description.strip(), ""] if config.description else []),
+             f"Trained on {config.data.source} ({' + '.join(trained)}, split `{spec.name}`); tested in-domain on "
+             f"{', '.join(in_domain) or 'nothing'} and on {len(corpora)} other corpor{'a' if len(corpora) > 1 else 'us'}, "
+             "each cropped with the same settings and never trained on:", ""]
+    for name in corpora:
+        c, what = config.corpora[name], info.get(name, {})
+        where = f"`{c.root}`" if c.root else (f"synthetic FF++ (seed {c.synth.seed}, {c.synth.compression}, "
+                                               f"{c.synth.size} px, {', '.join(c.synth.methods)})")
+        use = what.get("tested", {"test": "official test split", "all": "every video"}.get(c.use, "?"))
+        lines.append(f"- **{name}**: {c.source}, {where}; {use}: {what.get('videos', '?')} videos, "
+                     f"{what.get('frames', '?')} frames")
+    averages = cross_dataset_average(config, table).set_index("method")
+    header = ["method", *(f"{t} (in-domain)" for t in in_domain), *corpora, "avg"]
+    for key, title in (("frame", "Frame AUC"), ("video", "Video AUC (mean of frame scores)")):
+        body = []
+        for name in config.methods:
+            cells = []
+            for test in (*in_domain, *corpora):
+                r = table[(table["method"] == name) & (table["test"] == test)].iloc[0]
+                cells.append(format_with_ci(r[f"{key}_auc"], r[f"{key}_low"], r[f"{key}_high"])
+                             if r["status"] == DONE else str(r["status"]))
+            body.append([f"`{name}`", *cells, format_number(averages.loc[name, f"{key}_auc"])])
+        lines += ["", f"## {title}", "", render(header, body, fmt="markdown", align="l" + "r" * (len(header) - 1))]
+    failed = table[table["status"] != DONE]["method"].unique()
+    lines += ["", "AUC [95% CI]: percentile bootstraps over test videos. avg: the mean AUC over the other corpora "
+              "(in-domain test sets excluded), as the papers report it.",
+              *([f"Failed: {', '.join(failed)} (see experiment.json and methods/<entry>/error.log)."] if len(failed)
+                else []), ""]
+    return "\n".join(lines)
+
+
 def resolve_study_path(name_or_path: str | Path) -> Path:
     return resolve_shipped("studies", name_or_path, "study config")
 
 
-__all__ = ["ARMS", "AblationConfig", "LeakageArm", "LeakageConfig", "read_experiment", "run_ablation", "run_leakage"]
+__all__ = ["ARMS", "AblationConfig", "LeakageArm", "LeakageConfig", "read_experiment", "run_ablation",
+           "run_cross_dataset", "run_leakage"]

@@ -45,7 +45,6 @@ from crossfake.data.preprocess.crop import CropSpec, as_stored
 from crossfake.data.preprocess.faces import FaceCrop, FaceCropper, VideoFaces
 from crossfake.data.preprocess.run import crop_spec_of_manifest, read_prepare_config
 from crossfake.data.preprocess.video import decode_frames
-from crossfake.evaluation.predict import sigmoid
 from crossfake.inference.media import (
     DEFAULT_MAX_PIXELS,
     IMAGE,
@@ -54,9 +53,11 @@ from crossfake.inference.media import (
     Media,
     open_media,
 )
-from crossfake.methods.base import Detector
-from crossfake.training.checkpoint import BEST_DIR, RunInfo, load_run, read_run_info
-from crossfake.training.config import autocast, resolve_precision
+from crossfake.methods.base import Detector, PredictionColumns
+from crossfake.runs.directory import BEST_DIR, RunInfo, read_run_info
+from crossfake.scoring.device import autocast, detector_device, resolve_device, resolve_precision
+from crossfake.scoring.predict import sigmoid
+from crossfake.scoring.run import load_for_scoring
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.logging import get_logger
 
@@ -67,9 +68,6 @@ AGGREGATION_RULE = (
     "track score = mean of its faces' scores; video score = max over tracks; verdict = fake if video "
     "score >= threshold (one-frame detections in videos of 3+ sampled frames are dropped)"
 )
-#: Detail columns of a VLM's answer that make up the explanation shown to a person.
-EXPLANATION_KEYS = ("verdict", "confidence", "artifacts", "reasoning")
-UNPARSED_KEYS = ("raw_answer", "parse_error")
 THUMBNAIL = 128  # side of the face thumbnails kept for the web page
 
 
@@ -143,6 +141,8 @@ class DetectionResult:
     score: float | None
     verdict: str  # FAKE, REAL or NO_FACE
     notes: list[str] = field(default_factory=list)
+    #: What the method's detail columns are (its explanation, the short details, the raw answer).
+    columns: PredictionColumns = field(default_factory=PredictionColumns, repr=False)
     timing: Timing = field(default_factory=Timing)
     #: Face crops (frame index, face position) -> RGB thumbnail; only with ``keep_images``.
     thumbnails: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
@@ -173,12 +173,14 @@ class DetectionResult:
 
     @property
     def explanation(self) -> dict[str, Any] | None:
-        """A VLM's answer for the most suspicious face (None for detectors that give none)."""
+        """The method's explanation of the most suspicious face (None for detectors that give none): its
+        details and explanation columns, else, for an answer that could not be read, the answer as it came."""
         top = self.top_face
-        if top is None:
+        if top is None or not self.columns.explains:
             return None
         face = top[1]
-        for keys in (EXPLANATION_KEYS, UNPARSED_KEYS):  # an answer that did not parse: show it as it came
+        explained = (*self.columns.details, self.columns.explanation)
+        for keys in (explained, self.columns.raw):
             found = {k: face.details[k] for k in keys if face.details.get(k) not in (None, "", [])}
             if found:
                 return found
@@ -307,8 +309,7 @@ class DetectPipeline:
         if threshold is not None:
             self.threshold, self.threshold_source = float(threshold), "--threshold"
         elif info.record.get("threshold") is not None:
-            rule = str(info.record.get("threshold_rule") or "")
-            source = "validation EER threshold" if "EER" in rule else "the run's validation threshold"
+            source = info.record.get("threshold_name") or "the run's validation threshold"
             self.threshold, self.threshold_source = info.threshold, source
         else:
             self.threshold, self.threshold_source = 0.5, "0.5: the run records no validation threshold"
@@ -316,8 +317,7 @@ class DetectPipeline:
         self.max_faces = max_faces
         self.batch_size = batch_size
         self.max_pixels = max_pixels
-        param = next(detector.parameters(), None)  # a VLM behind an HTTP server has none: the CPU
-        self.device = param.device if param is not None else torch.device("cpu")
+        self.device = detector_device(detector)
         self.precision = resolve_precision("auto", self.device)
 
     @classmethod
@@ -335,17 +335,15 @@ class DetectPipeline:
 
         ``crop_config``: a ``prepare.json`` or prepare YAML whose crop specification replaces the run's.
         """
-        if device == "cuda" and not torch.cuda.is_available():
-            raise CrossfakeError("--device cuda but no CUDA device is visible")
+        resolve_device(device)  # no CUDA for --device cuda: said before anything is read
         info = read_run_info(run_dir)  # checks the format before a backbone is loaded
         if crop_config is not None:
             crop, source = read_prepare_config(crop_config).crop, str(crop_config)
         else:
             crop, source = crop_spec_for_run(info)
-        detector, info = load_run(info.run_dir, weights=weights)
-        auto = "cuda" if torch.cuda.is_available() else "cpu"
-        detector.to(torch.device(auto if device == "auto" else device))
-        return cls(detector, info, crop, source, batch_size=batch_size or info.config.eval_batch_size, **options)
+        loaded = load_for_scoring(info.run_dir, weights=weights, device=device)
+        batch_size = batch_size or loaded.info.config.eval_batch_size
+        return cls(loaded.detector, loaded.info, crop, source, batch_size=batch_size, **options)
 
     def describe(self) -> dict[str, Any]:
         """The model and settings, for the summary and the web page."""
@@ -395,6 +393,7 @@ class DetectPipeline:
             score=None,
             verdict=NO_FACE,
             notes=list(media.notes),
+            columns=type(self.detector).prediction_columns,
         )
         found = self._find(media, result, progress)
         if not found.indices:

@@ -1,6 +1,7 @@
-"""Detection methods, one sub-package each, created by name through :func:`create_detector`.
+"""Detection methods, created by name through :func:`create_detector`: one module each (a package where
+a method has parts, as ``effort``), beside what they share (``base``, ``clip_base``, ``adapters``).
 
-Importing this package registers every method. Adding one means adding a sub-package that defines a
+Importing this package registers every method. Adding one means adding a module that defines a
 config (a :class:`MethodConfig` subclass) and a detector decorated with ``@register_method("name")``, and
 importing it below; nothing else changes.
 """

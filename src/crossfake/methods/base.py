@@ -6,7 +6,9 @@ evaluator only ever use this interface, so they never ask which method they are 
 - ``transform(image)`` turns one RGB crop (a PIL image) into what ``collate`` batches;
 - ``training_step(batch)`` returns ``{"loss": …, "logits": …}`` (default: binary cross-entropy);
 - ``predict(batch)`` returns logits for scoring; ``predict_details(batch)`` also returns extra
-  per-image columns for the predictions table (a VLM's verdict and explanation);
+  per-image columns for the predictions table (a VLM's verdict and explanation), which the class
+  declares in ``prediction_columns`` so that reports and ``crossfake detect`` know what each one is for
+  without knowing the method (the trainer records the declaration in ``run.json``);
 - ``trainable_state_dict()`` / ``load_trainable_state_dict()`` save and restore only what was trained.
 
 A method whose trainable part sits on top of a frozen feature extractor sets ``supports_feature_cache``
@@ -22,6 +24,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from crossfake.evaluation.columns import PredictionColumns
 from crossfake.models.backbones.clip import DEFAULT_CLIP
 
 
@@ -41,8 +44,10 @@ class Detector(nn.Module):
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
     supports_feature_cache: ClassVar[bool] = False
     #: Scoring takes seconds per image (a VLM answering): journal every finished batch so an interrupted
-    #: scoring run never asks the same image twice (see :mod:`crossfake.evaluation.predict`).
+    #: scoring run never asks the same image twice (see :mod:`crossfake.scoring.predict`).
     journal_predictions: ClassVar[bool] = False
+    #: The extra columns ``predict_details`` may add, by role (default: none).
+    prediction_columns: ClassVar[PredictionColumns] = PredictionColumns()
 
     def __init__(self, config: MethodConfig) -> None:
         super().__init__()
@@ -114,10 +119,15 @@ class Detector(nn.Module):
         names = {n for n, p in self.named_parameters() if p.requires_grad}
         return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if k in names}
 
-    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        expected = {n for n, p in self.named_parameters() if p.requires_grad}
-        missing, unexpected = expected - set(state), set(state) - expected
+    def matching_trainable_parameters(self, state: dict[str, torch.Tensor]) -> dict[str, nn.Parameter]:
+        """The trainable parameters by name, after checking that ``state`` holds exactly those names."""
+        params = {n: p for n, p in self.named_parameters() if p.requires_grad}
+        missing, unexpected = set(params) - set(state), set(state) - set(params)
         if missing or unexpected:
             raise ValueError(f"checkpoint does not match the model: missing {sorted(missing)[:5]}, "
                              f"unexpected {sorted(unexpected)[:5]}")
+        return params
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.matching_trainable_parameters(state)
         self.load_state_dict(state, strict=False)

@@ -25,6 +25,7 @@ import pandas as pd
 from crossfake.data.manifest import REAL, SPLIT_COLUMN, SPLITS
 from crossfake.evaluation.aggregate import RESULT_COLUMNS as EVAL_COLUMNS
 from crossfake.evaluation.aggregate import Evaluation, evaluate_predictions, parse_labels
+from crossfake.evaluation.columns import PredictionColumns
 from crossfake.evaluation.metrics import UndefinedMetricWarning, eer
 from crossfake.reports.experiment import (
     VAL_PREDICTIONS,
@@ -42,9 +43,6 @@ log = get_logger("report")
 #: Threshold labels of the tidy results: the method's validation threshold, and 0.5.
 VAL, HALF = "val", "0.5"
 RESULT_COLUMNS: tuple[str, ...] = ("test_set", "method", "threshold", "threshold_value", *EVAL_COLUMNS)
-#: Free-text columns of VLM predictions shown as example explanations, and short ones shown beside them.
-EXPLANATION_COLUMNS: tuple[str, ...] = ("explanation", "reasoning")
-EXPLANATION_DETAILS: tuple[str, ...] = ("verdict", "confidence", "artifacts")
 NO_SPLIT = "none"
 #: Whether a test set's manipulations were trained on: all of them, none, or some (or it has no fakes).
 SEEN, UNSEEN, PARTLY, NO_FAKES = "seen", "unseen", "partly", "no fakes"
@@ -162,12 +160,12 @@ def evaluate_at(
 
 @dataclass
 class Examples:
-    """Example explanations of one method on one test set (VLM predictions with a free-text column).
+    """Example explanations of one method on one test set (a method that declares an explanation column).
 
     Attributes:
         rows: up to two rows per label (a correct verdict, then a wrong one), columns ``sample_id``,
-            ``label``, ``score``, those of :data:`EXPLANATION_DETAILS` present, and ``explanation``.
-        unparsed: answers that could not be parsed (from a boolean ``parsed`` column), None without one.
+            ``label``, ``score``, the method's detail columns present, and ``explanation``.
+        unparsed: answers that could not be parsed (from the method's ``parsed`` column), None without one.
         total: rows of the predictions.
     """
 
@@ -176,13 +174,15 @@ class Examples:
     total: int
 
 
-def _examples(df: pd.DataFrame, threshold: float) -> Examples | None:
+def _examples(df: pd.DataFrame, threshold: float, declared: PredictionColumns) -> Examples | None:
     """Per label, the first row (by sample id) with an explanation whose verdict at ``threshold`` is right
-    and the first whose verdict is wrong; None when the predictions have no explanation column."""
-    text_col = next((c for c in EXPLANATION_COLUMNS if c in df.columns), None)
-    if text_col is None:
+    and the first whose verdict is wrong; None when the method declares no explanation column or the
+    predictions lack it."""
+    text_col = declared.explanation
+    if text_col is None or text_col not in df.columns:
         return None
-    unparsed = int((~df["parsed"].fillna(False).astype(bool)).sum()) if "parsed" in df.columns else None
+    parsed = declared.parsed
+    unparsed = int((~df[parsed].fillna(False).astype(bool)).sum()) if parsed in df.columns else None
     text = df[text_col].astype("string").str.strip()
     rows = df.loc[(text.notna() & (text != "")).to_numpy()]
     rows = rows.sort_values("sample_id" if "sample_id" in df.columns else "video_id", kind="stable")
@@ -192,7 +192,7 @@ def _examples(df: pd.DataFrame, threshold: float) -> Examples | None:
     for cls in (0, 1):
         for ok in (True, False):
             picks += list(np.flatnonzero((labels == cls) & (correct == ok))[:1])
-    columns = [c for c in ("sample_id", "label", "score", *EXPLANATION_DETAILS, text_col) if c in rows.columns]
+    columns = [c for c in ("sample_id", "label", "score", *declared.details, text_col) if c in rows.columns]
     chosen = rows.iloc[sorted(picks)][columns].rename(columns={text_col: "explanation"}).reset_index(drop=True)
     return Examples(chosen, unparsed, len(df))
 
@@ -334,7 +334,7 @@ def _evaluate_method(data: ReportData, entry: MethodEntry, n_boot: int, seed: in
         first = next(iter(evaluations))
         data.evaluations[(test_set, entry.name)] = evaluations[first]
         data.info = {k: v for k, v in evaluations[first].info.items() if k in INFO_KEYS}
-        examples = _examples(df, thresholds[first])
+        examples = _examples(df, thresholds[first], entry.columns)
         if examples is not None:
             data.examples[(test_set, entry.name)] = examples
     record = _method_record(entry, threshold, source, run_dir)

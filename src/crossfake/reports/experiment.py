@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from crossfake.evaluation.columns import PredictionColumns
 from crossfake.utils.errors import CrossfakeError
 
 EXPERIMENT_FORMAT = "crossfake-experiment/1"
@@ -34,6 +35,12 @@ REPORT_DIR = "report"
 VAL_PREDICTIONS = "val_predictions.parquet"
 #: Statuses of a method entry in ``experiment.json``; the report adds ``missing`` (done, no predictions).
 STATUSES = ("done", "failed", "pending")
+#: experiment.json entries written before methods declared their prediction columns (crossfake 0.1): the
+#: columns its one explaining method (the Qwen2.5-VL zero-shot detector) wrote.
+UNDECLARED_COLUMNS = PredictionColumns(
+    explanation="reasoning", details=("verdict", "confidence", "artifacts"), raw=("raw_answer", "parse_error"),
+    parsed="parsed",
+)
 
 
 @dataclass
@@ -51,6 +58,7 @@ class MethodEntry:
         threshold: the decision threshold chosen on validation, None when unknown.
         threshold_rule: how it was chosen.
         val_auc: validation AUC of the selected checkpoint.
+        columns: what the method's extra prediction columns are (its explanation, details, raw answer).
         predictions: test set name -> predictions file, resolved against RUN.
         issues: problems the report found (missing predictions, unreadable files), one line each.
     """
@@ -65,6 +73,7 @@ class MethodEntry:
     threshold: float | None = None
     threshold_rule: str | None = None
     val_auc: float | None = None
+    columns: PredictionColumns = field(default_factory=PredictionColumns)
     predictions: dict[str, Path] = field(default_factory=dict)
     issues: list[str] = field(default_factory=list)
 
@@ -117,6 +126,15 @@ def _number(value: Any, what: str, where: Path) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def _columns(raw: dict[str, Any], what: str, where: Path) -> PredictionColumns:
+    """The method's declared prediction columns; an entry written before methods declared them gets the
+    columns crossfake's VLM wrote then (used only where a predictions table has them)."""
+    if "prediction_columns" not in raw:
+        return UNDECLARED_COLUMNS
+    declared = raw["prediction_columns"]
+    return PredictionColumns.from_dict(_expect(declared, dict, what, where)) if declared else PredictionColumns()
+
+
 def _entry(name: str, raw: Any, run_dir: Path, where: Path) -> MethodEntry:
     raw = _expect(raw, dict, f"methods.{name}", where)
     status = raw.get("status", "pending")
@@ -134,6 +152,7 @@ def _entry(name: str, raw: Any, run_dir: Path, where: Path) -> MethodEntry:
         threshold=_number(raw.get("threshold"), f"methods.{name}.threshold", where),
         threshold_rule=raw.get("threshold_rule"),
         val_auc=_number(raw.get("val_auc"), f"methods.{name}.val_auc", where),
+        columns=_columns(raw, f"methods.{name}.prediction_columns", where),
         predictions={str(t): run_dir / str(p) for t, p in predictions.items()},
     )
 

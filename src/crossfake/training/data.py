@@ -1,4 +1,4 @@
-"""Face crops as a torch dataset, the training/validation rows of a split manifest, and data loaders.
+"""The training/validation rows of a split manifest, pseudo-fakes, and the shuffled training loader.
 
 Only the rows of the training and validation splits ever reach the trainer: :func:`read_training_manifest`
 skips every other row (test included) while reading the Parquet file, and :func:`training_rows` selects
@@ -9,7 +9,6 @@ every epoch (:class:`PseudoFakeDataset`, through the maker registry of :mod:`cro
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -20,10 +19,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from crossfake.data.manifest import SPLIT_COLUMN, coerce, resolve_paths
+from crossfake.data.manifest import SPLIT_COLUMN, coerce
 from crossfake.data.pseudo_fakes import (
     GEOMETRY_COLUMNS,
     GEOMETRY_SOURCES,
@@ -34,51 +33,9 @@ from crossfake.data.pseudo_fakes import (
     geometry_source,
     pseudo_fake_maker,
 )
-from crossfake.training.config import DataConfig, PseudoFakeConfig
+from crossfake.runs.config import DataConfig, PseudoFakeConfig
+from crossfake.scoring.data import FaceCropDataset, load_crop, make_loader
 from crossfake.utils.errors import CrossfakeError
-
-
-class FaceCropDataset(Dataset):
-    """Manifest rows as ``(input, label, row)``: the transformed crop, its label and its position.
-
-    Args:
-        manifest_df: manifest rows (any subset; positions refer to this frame's order).
-        transform: one RGB PIL image -> one model input (the detector's ``transform``).
-        root: folder the manifest's relative crop paths start from (default: the manifest's folder,
-            remembered by :func:`~crossfake.data.manifest.read_manifest`).
-    """
-
-    def __init__(
-        self,
-        manifest_df: pd.DataFrame,
-        transform: Callable[[Image.Image], Any],
-        root: str | Path | None = None,
-    ) -> None:
-        self.paths: list[str] = resolve_paths(manifest_df, root).tolist()
-        self.sample_ids: list[str] = manifest_df["sample_id"].astype(str).tolist()
-        # Labels as float for BCE; rows without a usable label (unlabelled data) score fine as NaN.
-        self.labels = pd.to_numeric(manifest_df["label"], errors="coerce").to_numpy(
-            np.float32, na_value=np.nan
-        )
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> tuple[Any, float, int]:
-        return self.transform(load_crop(self.paths[i], self.sample_ids[i])), float(self.labels[i]), i
-
-
-def load_crop(path: str | Path, sample_id: str = "") -> Image.Image:
-    """Open a face crop as RGB, or raise a CrossfakeError naming the file (missing or unreadable)."""
-    what = f"face crop {path}" + (f" (sample {sample_id})" if sample_id else "")
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except FileNotFoundError:
-        raise CrossfakeError(f"{what} does not exist; was the prepared folder moved or pruned?") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:  # PIL's errors for bad files
-        raise CrossfakeError(f"{what} is unreadable or corrupt: {e}") from None
 
 
 class PseudoFakeDataset(FaceCropDataset):
@@ -123,8 +80,12 @@ class PseudoFakeDataset(FaceCropDataset):
             )
         self.n_pseudo = max(1, round(config.ratio * len(self.real_rows)))
         # Frame-pixel geometry, NaN where a column is absent (old manifests) or unknown (Haar: no landmarks).
-        self.geometry = manifest_df.reindex(columns=GEOMETRY_COLUMNS).astype("float64").to_numpy(na_value=np.nan)
-        self.keys = [int.from_bytes(hashlib.sha256(s.encode()).digest()[:8], "little") for s in self.sample_ids]
+        self.geometry = (
+            manifest_df.reindex(columns=GEOMETRY_COLUMNS).astype("float64").to_numpy(na_value=np.nan)
+        )
+        self.keys = [
+            int.from_bytes(hashlib.sha256(s.encode()).digest()[:8], "little") for s in self.sample_ids
+        ]
         self._sources: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -170,7 +131,8 @@ class PseudoFakeDataset(FaceCropDataset):
     def geometry_counts(self) -> dict[str, int]:
         """How many real rows get their face region from landmarks, the face box or the crop's centre."""
         counts = Counter(
-            geometry_source(dict(zip(GEOMETRY_COLUMNS, self.geometry[r], strict=True))) for r in self.real_rows
+            geometry_source(dict(zip(GEOMETRY_COLUMNS, self.geometry[r], strict=True)))
+            for r in self.real_rows
         )
         return {source: counts.get(source, 0) for source in GEOMETRY_SOURCES}
 
@@ -220,23 +182,12 @@ def write_examples(dataset: PseudoFakeDataset, path: str | Path, k: int = 4) -> 
     draw_examples(examples, path, title=f"pseudo-fakes: {dataset.config.kind}, epoch 1")
 
 
-class Collate:
-    """Batch ``(input, label, row)`` items: inputs through the detector's ``collate``, the rest as tensors."""
-
-    def __init__(self, collate_inputs: Callable[[list[Any]], Any]) -> None:
-        self.collate_inputs = collate_inputs
-
-    def __call__(self, items: list[tuple[Any, float, int]]) -> tuple[Any, torch.Tensor, torch.Tensor]:
-        inputs, labels, rows = zip(*items, strict=True)
-        return self.collate_inputs(list(inputs)), torch.tensor(labels), torch.tensor(rows)
-
-
 class EpochShuffle(Sampler[int]):
     """A fresh permutation per epoch, a pure function of ``(seed, epoch)``.
 
     Deterministic shuffling is what lets a resumed run replay the interrupted epoch's order and skip the
     batches it already trained on; every process of a multi-GPU run draws the same permutation and
-    ``accelerate`` shards it.
+    :class:`ShardedBatches` shards it.
 
     A dataset whose items depend on the epoch takes part: :meth:`set_epoch` is passed on to its own
     ``set_epoch`` (before the loader's iterator, and so its worker processes, exist), and its
@@ -268,42 +219,86 @@ class EpochShuffle(Sampler[int]):
             yield from units[k]
 
 
-def default_workers() -> int:
-    """Loader processes when the config says null: leave one CPU to the main process, at most 4."""
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
-
-
-def make_loader(
+def shuffled_loader(
     dataset: Dataset,
     batch_size: int,
-    collate_fn: Callable[[list[Any]], Any] | None = None,
+    collate_fn: Callable[[list[Any]], Any] | None,
     *,
-    shuffle_seed: int | None = None,
+    seed: int,
     num_workers: int | None = None,
 ) -> DataLoader:
-    """A DataLoader in row order, or shuffled by :class:`EpochShuffle` when ``shuffle_seed`` is given.
+    """The training loader: :func:`~crossfake.scoring.data.make_loader` shuffled by :class:`EpochShuffle`.
 
-    Args:
-        dataset: a :class:`FaceCropDataset` or any dataset of ``(input, label, row)``.
-        batch_size: items per batch; the last batch may be smaller.
-        collate_fn: e.g. :class:`Collate` of the detector's ``collate`` (default: torch's).
-        shuffle_seed: shuffle with this seed (call ``loader.sampler.set_epoch`` each epoch).
-        num_workers: loading processes (None: :func:`default_workers`).
+    Call ``loader.sampler.set_epoch`` each epoch.
     """
-    workers = default_workers() if num_workers is None else num_workers
-    sampler = EpochShuffle(len(dataset), shuffle_seed, dataset) if shuffle_seed is not None else None
-    # Every new iterator draws a base seed from the loader's generator. Left to the global RNG, that draw
-    # would shift the dropout stream by when loaders happen to be iterated, and a resumed run (which
-    # creates its iterator mid-epoch) would drift from an uninterrupted one.
-    generator = torch.Generator().manual_seed(0 if shuffle_seed is None else shuffle_seed)
-    return DataLoader(
+    return make_loader(
         dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        collate_fn=collate_fn,
-        num_workers=workers,
-        pin_memory=torch.cuda.is_available(),
-        generator=generator,
+        batch_size,
+        collate_fn,
+        sampler=EpochShuffle(len(dataset), seed, dataset),
+        seed=seed,
+        num_workers=num_workers,
+    )
+
+
+def shard_slice(start: int, stop: int, rank: int, world: int) -> tuple[int, int]:
+    """Process ``rank`` of ``world``'s part ``[lo, hi)`` of ``[start, stop)``: contiguous, sizes within 1."""
+    size, extra = divmod(stop - start, world)
+    lo = start + rank * size + min(rank, extra)
+    return lo, lo + size + (rank < extra)
+
+
+class ShardedBatches(Sampler[list[int]]):
+    """This process's part of every global batch of a sampler's order: multi-process training's batches.
+
+    ``world`` processes with micro-batches of ``batch_size`` must train each step on the rows that one
+    process with batches of ``world * batch_size`` would: the order (:class:`EpochShuffle`, the same in every
+    process) is cut into global batches of ``world * batch_size`` and process ``rank`` takes the ``rank``-th
+    contiguous part of each (:func:`shard_slice`). The last, short global batch is split as evenly as
+    possible and never padded with repeated rows (what ``accelerate``'s default sharding does, so that those
+    rows count twice in their step). A process whose part is empty (fewer rows than processes) gets the
+    batch's first row as a stand-in, which the trainer weighs 0 (:meth:`rows`), so that every process still
+    takes part in the gradient all-reduce. With ``world`` 1 the batches are the sampler's, ``batch_size`` at
+    a time.
+    """
+
+    def __init__(self, sampler: Sampler[int], batch_size: int, rank: int = 0, world: int = 1) -> None:
+        self.sampler, self.batch_size, self.rank, self.world = sampler, batch_size, rank, world
+        self.global_batch = batch_size * world
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+
+    def __len__(self) -> int:
+        return -(-len(self.sampler) // self.global_batch)  # type: ignore[arg-type]
+
+    def rows(self, j: int) -> tuple[int, int]:
+        """(rows of this process, rows of all processes) in global batch ``j`` of an epoch."""
+        start = j * self.global_batch
+        stop = min(len(self.sampler), start + self.global_batch)  # type: ignore[arg-type]
+        lo, hi = shard_slice(start, stop, self.rank, self.world)
+        return hi - lo, stop - start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = list(self.sampler)
+        for start in range(0, len(order), self.global_batch):
+            batch = order[start : start + self.global_batch]
+            lo, hi = shard_slice(0, len(batch), self.rank, self.world)
+            yield batch[lo:hi] or batch[:1]
+
+
+def shard_loader(loader: DataLoader, rank: int, world: int) -> DataLoader:
+    """``loader`` (its sampler's order) as process ``rank`` of ``world`` loads it: :class:`ShardedBatches`."""
+    return DataLoader(
+        loader.dataset,
+        batch_sampler=ShardedBatches(loader.sampler, loader.batch_size or 1, rank, world),
+        collate_fn=loader.collate_fn,
+        num_workers=loader.num_workers,
+        pin_memory=loader.pin_memory,
+        generator=loader.generator,
+        worker_init_fn=loader.worker_init_fn,
+        prefetch_factor=loader.prefetch_factor,
+        persistent_workers=loader.persistent_workers,
     )
 
 
@@ -359,7 +354,11 @@ def training_rows(manifest: pd.DataFrame, data: DataConfig, seed: int) -> tuple[
             )
         if data.max_frames_per_video is not None:
             rows = _evenly_spaced_frames(rows, data.max_frames_per_video)
-        if name == data.train_split and data.pseudo_fakes is not None and not data.pseudo_fakes.manifest_fakes:
+        if (
+            name == data.train_split
+            and data.pseudo_fakes is not None
+            and not data.pseudo_fakes.manifest_fakes
+        ):
             rows = rows.loc[rows["label"] == 0]  # real-only training: the fakes are the pseudo-fakes
             if rows.empty:
                 raise CrossfakeError(

@@ -19,8 +19,11 @@ The rules that make results trustworthy:
 - everything random is seeded, and shuffling is a pure function of (seed, epoch), so an interrupted run
   resumed from ``last/`` ends with the same weights as an uninterrupted one.
 
-Multi-GPU: ``accelerate launch -m crossfake.cli.main train cfg.yaml`` runs this same code in every
-process; ``accelerate`` shards the batches and averages gradients, and only the main process writes files.
+Multi-GPU: ``accelerate launch -m crossfake.cli.main train cfg.yaml`` (or ``torchrun``) runs this same code in
+every process. :class:`~crossfake.training.data.ShardedBatches` gives each process its part of every global
+batch (``batch_size`` rows per process), each step's loss weighs every row alike however they are split,
+DDP averages the gradients, and only the main process writes files: a run on N processes ends with the
+weights of one process with N times the batch, up to float rounding (``tests/test_distributed_training.py``).
 """
 
 from __future__ import annotations
@@ -38,16 +41,16 @@ import numpy as np
 import pandas as pd
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import send_to_device, set_seed
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from crossfake.data.preprocess.run import crop_spec_of_manifest
 from crossfake.evaluation.metrics import eer, roc_auc
-from crossfake.evaluation.predict import predict_manifest, sigmoid
 from crossfake.methods import Detector, create_detector
-from crossfake.training.checkpoint import (
+from crossfake.runs.config import TrainConfig
+from crossfake.runs.directory import (
     BEST_DIR,
     CONFIG_FILE,
     LAST_DIR,
@@ -65,23 +68,25 @@ from crossfake.training.checkpoint import (
     set_rng_state,
     write_run_record,
 )
-from crossfake.training.config import TrainConfig, autocast, resolve_precision
+from crossfake.scoring.data import Collate, FaceCropDataset, make_loader
+from crossfake.scoring.device import autocast, resolve_precision
+from crossfake.scoring.features import FeatureCache
+from crossfake.scoring.predict import predict_manifest, sigmoid
 from crossfake.training.data import (
-    Collate,
-    FaceCropDataset,
     PseudoFakeDataset,
-    default_workers,
-    make_loader,
+    ShardedBatches,
     read_training_manifest,
+    shard_loader,
+    shuffled_loader,
     training_dataset,
     training_rows,
     write_examples,
 )
-from crossfake.training.features import FeatureCache
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import write_text_atomic
 from crossfake.utils.logging import LOGGER_NAME, get_logger
 from crossfake.utils.provenance import file_sha256, provenance
+from crossfake.utils.workers import default_workers
 
 log = get_logger("train")
 
@@ -139,12 +144,15 @@ def train(
         progress: show progress bars.
 
     Returns:
-        The finished run, as :func:`~crossfake.training.checkpoint.read_run_info` reads it back.
+        The finished run, as :func:`~crossfake.runs.directory.read_run_info` reads it back.
     """
     accelerator = Accelerator(cpu=config.train.device == "cpu")
     if config.train.device == "cuda" and accelerator.device.type != "cuda":
         raise CrossfakeError("train.device is 'cuda' but no CUDA device is visible")
-    run_dir = _prepare_run_dir(config, accelerator.is_main_process)
+    # The main process checks the folder and writes config.yaml before the others look at it: a process
+    # looking while the file is being written would see a foreign file in a non-empty folder.
+    with accelerator.main_process_first():
+        run_dir = _prepare_run_dir(config, accelerator.is_main_process)
     with _logging(run_dir / LOG_FILE, accelerator.is_main_process):
         _train(config, run_dir, accelerator, on_step, progress and accelerator.is_main_process)
     # The main process finalises the run (val predictions, run.json); the others wait for it so that every
@@ -190,9 +198,14 @@ def _train(
     optimizer = torch.optim.AdamW(
         detector.trainable_parameters(), lr=config.lr, weight_decay=opts.weight_decay
     )
-    model, optimizer, train_loader, val_loader = accelerator.prepare(
-        TrainStep(detector, data.on_features), optimizer, data.train_loader, data.val_loader
+    # The training loader is not accelerate's to shard: its default pads the last, short global batch with
+    # repeated rows, which then count twice in that step. ShardedBatches (see `_load_data`) already gives
+    # each process its own part of every global batch, without repeats; its batches go to the device below.
+    model, optimizer, val_loader = accelerator.prepare(
+        TrainStep(detector, data.on_features), optimizer, data.val_loader
     )
+    train_loader = data.train_loader
+    shards: ShardedBatches = train_loader.batch_sampler
     steps_per_epoch = math.ceil(len(train_loader) / opts.grad_accum)
     total_steps = opts.epochs * steps_per_epoch
     if opts.max_steps is not None:
@@ -264,7 +277,7 @@ def _train(
     try:
         while state["step"] < total_steps:
             epoch, done = divmod(state["step"], steps_per_epoch)
-            train_loader.set_epoch(epoch)
+            shards.set_epoch(epoch)
             # Shuffling depends only on (seed, epoch): skipping the batches of the steps already taken
             # replays an interrupted epoch exactly where it stopped.
             loader = (
@@ -272,15 +285,27 @@ def _train(
             )
             batches = iter(loader)
             for local_step in range(done, min(steps_per_epoch, done + total_steps - state["step"])):
-                n_micro = min(opts.grad_accum, len(train_loader) - local_step * opts.grad_accum)
+                if accelerator.num_processes > 1:
+                    # Each process its own dropout stream, a pure function of (seed, process, step): one seed
+                    # for all would give every process the same masks, and only the main process's RNG
+                    # state is saved in last/, so a resume could not restore the others' streams.
+                    torch.manual_seed(_seed_of(opts.seed, accelerator.process_index, state["step"]))
+                first = local_step * opts.grad_accum
+                n_micro = min(opts.grad_accum, len(train_loader) - first)
+                rows = [shards.rows(first + micro) for micro in range(n_micro)]
+                step_rows = sum(total for _, total in rows)
                 for micro in range(n_micro):
-                    inputs, labels, _ = next(batches)
+                    inputs, labels, _ = send_to_device(next(batches), device)
+                    # The step's loss is the mean over all its rows, however they are split into processes and
+                    # micro-batches: a micro-batch's mean loss weighs by its share of the step's rows (0 for a
+                    # stand-in row), times the number of processes as the all-reduce averages the gradients.
+                    weight = rows[micro][0] * accelerator.num_processes / step_rows
                     # Gradients are averaged across processes once per step, on its last micro-batch.
                     sync = accelerator.no_sync(model) if micro < n_micro - 1 else contextlib.nullcontext()
                     with sync, autocast(device, precision):
-                        loss = model(inputs, labels)["loss"] / n_micro
+                        loss = model(inputs, labels)["loss"] * weight
                     accelerator.backward(loss)
-                    meter.add(loss.detach(), len(labels) * accelerator.num_processes)
+                    meter.add(loss.detach(), rows[micro][0])
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 state["step"] += 1
@@ -288,7 +313,7 @@ def _train(
                 meter.step()
                 bar.update()
                 if state["step"] % opts.log_every == 0 or state["step"] == total_steps:
-                    mean_loss, rate = meter.report()
+                    mean_loss, rate = meter.report(accelerator)
                     bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.1f}")
                     log.info(
                         "step %d/%d (epoch %d): loss %.4f, %.1f img/s",
@@ -317,6 +342,10 @@ def _train(
         _finalize(
             config, run_dir, detector, data, state, precision, (trainable, total), accelerator, progress
         )
+
+
+def _seed_of(*parts: int) -> int:
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
 def _percent(part: int, whole: int) -> float:
@@ -373,9 +402,11 @@ class _Meter:
         """Count one optimizer step."""
         self.steps += 1
 
-    def report(self) -> tuple[float, float]:
-        """(mean loss per step, images per second), then start a new interval."""
-        mean, rate = self.loss.item() / max(self.steps, 1), self.images / (time.perf_counter() - self.start)
+    def report(self, accelerator: Accelerator) -> tuple[float, float]:
+        """(mean loss per step, images per second) over all processes, then start a new interval."""
+        # Each process holds its weighted share of every step's loss (see the loop): their sum is the loss.
+        loss, images = accelerator.reduce(torch.stack([self.loss, self.loss.new_tensor(self.images)]), "sum")
+        mean, rate = loss.item() / max(self.steps, 1), images.item() / (time.perf_counter() - self.start)
         self._reset()
         return mean, rate
 
@@ -427,7 +458,11 @@ def _load_data(
     if isinstance(sets[0], PseudoFakeDataset):
         pseudo = sets[0].describe()
         log.info("%s", sets[0].summary())
-    train_loader = make_loader(sets[0], opts.batch_size, collate, shuffle_seed=opts.seed, num_workers=workers)
+    train_loader = shard_loader(
+        shuffled_loader(sets[0], opts.batch_size, collate, seed=opts.seed, num_workers=workers),
+        accelerator.process_index,
+        accelerator.num_processes,
+    )
     val_loader = make_loader(sets[1], config.eval_batch_size, collate, num_workers=workers)
     return _Data(train_rows, val_rows, train_loader, val_loader, on_features, cache, pseudo)
 
@@ -506,6 +541,8 @@ def _finalize(
                 "val_metrics": {"auc": val_auc, "eer": val_eer.eer},
                 "threshold": val_eer.threshold,
                 "threshold_rule": THRESHOLD_RULE,
+                "threshold_name": "validation EER threshold",
+                "prediction_columns": type(detector).prediction_columns.to_dict(),
                 "history": state["history"],
                 "wall_time_s": round(state["wall_time_s"], 3),
             }

@@ -3,6 +3,7 @@ with errors that name the source and every offending key."""
 
 from __future__ import annotations
 
+import argparse
 import copy
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -75,3 +76,15 @@ def describe_error(err: Any) -> str:
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     return f"{key}: {msg}"
+
+
+def add_override_argument(parser: argparse.ArgumentParser, what: str, example: str) -> None:
+    """``--set KEY=VALUE`` (repeatable, into ``args.overrides``): dotted overrides of a YAML config."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a {what} key, e.g. {example} (repeatable)",
+    )

@@ -38,6 +38,22 @@ def _forms(word: str, other: str) -> list[tuple[str, str]]:
     return list(dict.fromkeys((space + case(word), space + case(other)) for case, space in forms))
 
 
+def _ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _single_token_pairs(tokenizer, word: str, other: str) -> dict[tuple[str, str], tuple[int, int]]:
+    """The case/space forms (:func:`_forms`) in which ``tokenizer`` spells both words as one token each,
+    in order: ``{(word form, other form): (its token id, the other's)}``. The one pairing rule of
+    :func:`verdict_token_ids` (ids) and :func:`verdict_forms` (texts)."""
+    pairs = {}
+    for w, o in _forms(word, other):
+        w_ids, o_ids = _ids(tokenizer, w), _ids(tokenizer, o)
+        if len(w_ids) == 1 and len(o_ids) == 1:
+            pairs[w, o] = (w_ids[0], o_ids[0])
+    return pairs
+
+
 def verdict_token_ids(tokenizer, word: str, other: str) -> list[int]:
     """Token ids that start ``word`` and not ``other`` (see step 3 of the module docstring).
 
@@ -45,19 +61,34 @@ def verdict_token_ids(tokenizer, word: str, other: str) -> list[int]:
         CrossfakeError: no token of the vocabulary starts ``word`` unambiguously.
     """
 
-    def ids(text: str) -> list[int]:
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    encoded = [(ids(w), ids(o)) for w, o in _forms(word, other)]
     # A form counts only where both words are one token, else the sums would compare different forms.
-    single = [(w[0], o[0]) for w, o in encoded if len(w) == 1 and len(o) == 1]
+    single = _single_token_pairs(tokenizer, word, other)
     if single:
-        chosen = {w for w, _ in single} - {o for _, o in single}
+        chosen = {w for w, _ in single.values()} - {o for _, o in single.values()}
     else:
+        encoded = [(_ids(tokenizer, w), _ids(tokenizer, o)) for w, o in _forms(word, other)]
         chosen = {w[0] for w, _ in encoded if w} - {o[0] for _, o in encoded if o}
     if not chosen:
         raise CrossfakeError(f"the tokenizer has no token that starts {word!r} but not {other!r}")
     return sorted(chosen)
+
+
+def verdict_forms(word: str, other: str, tokenizer=None) -> list[tuple[str, str]]:
+    """The (``word``, ``other``) spellings a verdict score compares, as text: ``[("fake", "real"), ...]``.
+
+    For scorers that see token *strings* (the HTTP backend reads a server's ``top_logprobs``) and so cannot
+    ask the tokenizer which forms are single tokens. With ``tokenizer`` the forms are those of step 3 of the
+    module docstring, the ones :func:`verdict_token_ids` counts: case/space pairs in which both words are
+    one token. Without it, the lower-case and capitalised forms with and without a leading space, which
+    are exactly the single-token pairs of Qwen2.5(-VL)'s vocabulary (upper case is left out: ``FAKE`` is
+    two tokens there, ``REAL`` one).
+    """
+    if tokenizer is not None:
+        paired = list(_single_token_pairs(tokenizer, word, other))
+        if paired:
+            return paired
+    unspaced = [(case(word), case(other)) for case in (str.lower, str.capitalize)]
+    return list(dict.fromkeys(pair for w, o in unspaced for pair in ((w, o), (" " + w, " " + o))))
 
 
 def _prefix_texts(processor, prompt: PromptTemplate, n: int) -> list[str]:

@@ -35,11 +35,9 @@ failure row with no ``frame_idx``.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import dataclasses
 import hashlib
 import json
-import multiprocessing
-import os
 import re
 import shutil
 import time
@@ -69,11 +67,13 @@ from crossfake.data.preprocess.face_detectors import LANDMARK_NAMES
 from crossfake.data.preprocess.faces import FaceCrop, FaceCropper
 from crossfake.data.preprocess.video import Sampling, VideoReadError, decode_frames, sample_frames
 from crossfake.data.sources.base import VideoRecord
+from crossfake.executors import Executor, LocalExecutor, WorkerDied
 from crossfake.utils.config import read_yaml
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import atomic_path, write_bytes_atomic, write_json_atomic, write_table_atomic
 from crossfake.utils.logging import get_logger
 from crossfake.utils.provenance import provenance
+from crossfake.utils.workers import default_workers
 
 log = get_logger("prepare")
 
@@ -81,11 +81,6 @@ SHARD_DIR = ".shards"
 _SHARD_KEY = b"crossfake"  # Parquet schema-metadata key holding a shard's failures and status
 NO_FACE = "no face"
 NO_TRACKED_FACE = "no tracked face"  # faces were found, but only one-frame detections (dropped)
-
-
-def default_workers() -> int:
-    """Worker processes used unless configured: one per core, at most 4 (decoding is I/O-light)."""
-    return min(os.cpu_count() or 1, 4)
 
 
 #: Keys of a flat (crossfake 0.1) prepare config that now live in its ``crop`` section.
@@ -413,19 +408,24 @@ def _config_changed(where: str) -> CrossfakeError:
 
 # -- workers ----------------------------------------------------------------------------------------
 
-_WORKER_CROPPER: FaceCropper | None = None
+#: Croppers of a worker process (pool process or Ray worker) by crop specification (JSON): built on its
+#: first video and kept for the rest. An in-process run uses the cropper ``prepare`` built instead.
+_CROPPERS: dict[str, FaceCropper] = {}
 
 
-def _init_worker(spec: CropSpec) -> None:
-    global _WORKER_CROPPER
+def _init_worker() -> None:
+    """Run once in each worker process (pool or Ray) before its first video."""
     # Parallelism comes from the processes; OpenCV's own threads would only oversubscribe the cores.
     cv2.setNumThreads(1)
-    _WORKER_CROPPER = FaceCropper(spec)
 
 
 def _worker_run(task: _Task) -> _Result:
-    assert _WORKER_CROPPER is not None, "worker not initialised"
-    return _process_video(task, _WORKER_CROPPER)
+    """Prepare one video: the unit of work every executor runs (picklable, idempotent)."""
+    key = task.config.crop.model_dump_json()
+    cropper = _CROPPERS.get(key)
+    if cropper is None:
+        cropper = _CROPPERS[key] = FaceCropper(task.config.crop)
+    return _process_video(task, cropper)
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -465,6 +465,7 @@ def prepare(
     *,
     overwrite: bool = False,
     retry_failed: bool = False,
+    executor: Executor | None = None,
 ) -> PrepareSummary:
     """Crop the faces of ``records`` into ``out_dir`` and write its manifest; resumes an earlier run.
 
@@ -475,6 +476,10 @@ def prepare(
         progress: show a progress bar over videos.
         overwrite: delete this folder's earlier ``prepare`` output first.
         retry_failed: redo videos that an earlier run found no crop in.
+        executor: where the videos are prepared, one task per video
+            (:class:`~crossfake.executors.RayExecutor` for a Ray cluster, whose nodes must see ``out_dir``
+            and the videos at the same paths); default ``LocalExecutor(config.workers)``. The outputs
+            do not depend on it: the manifest is assembled from the videos' shards in record order.
 
     Returns:
         The run's :class:`PrepareSummary`, also written to ``out_dir/prepare.json``.
@@ -504,20 +509,30 @@ def prepare(
     _remove_temporaries(out_dir)
     groups = identity_groups(records)
     shards = {r.video_id: shard_dir / _shard_name(r.video_id) for r in records}
+    # Tasks carry absolute paths: a worker (a Ray worker above all) need not run in this folder.
+    abs_out = out_dir.resolve()
     tasks: list[_Task] = []
     for rec in records:
         meta = _shard_meta(shards[rec.video_id])
         if meta is not None and meta.get("config_hash") != config_hash:
             raise _config_changed(str(shards[rec.video_id]))
         if meta is None or (retry_failed and meta.get("failed")):
-            tasks.append(_Task(rec, groups[rec.video_id], out_dir, shards[rec.video_id], config))
-    info = {"config": config.model_dump(mode="json"), "config_hash": config_hash, "status": "running"}
+            task_rec = dataclasses.replace(rec, path=Path(rec.path).resolve())
+            task_shard = abs_out / SHARD_DIR / shards[rec.video_id].name
+            tasks.append(_Task(task_rec, groups[rec.video_id], abs_out, task_shard, config))
+    executor = executor if executor is not None else LocalExecutor(config.workers)
+    info = {
+        "config": config.model_dump(mode="json"),
+        "config_hash": config_hash,
+        "executor": executor.describe(),
+        "status": "running",
+    }
     write_json_atomic(out_dir / "prepare.json", {**info, "provenance": provenance()})
     summary = PrepareSummary(videos=len(records), skipped=len(records) - len(tasks))
     log.info("preparing %d videos into %s (%d already done)", len(tasks), out_dir, summary.skipped)
 
     shard_errors: dict[str, str] = {}
-    for result in _run_tasks(tasks, config, cropper, progress, start):
+    for result in _run_tasks(tasks, executor, cropper, progress, start):
         summary.frames_sampled += result.frames_sampled
         summary.faces_found += result.faces_found
         summary.crops_written += result.crops_written
@@ -549,49 +564,33 @@ def prepare(
 
 
 def _run_tasks(
-    tasks: list[_Task], config: PrepareConfig, cropper: FaceCropper, progress: bool, start: float
+    tasks: list[_Task], executor: Executor, cropper: FaceCropper, progress: bool, start: float
 ) -> Iterator[_Result]:
-    """Yield the result of every task, from this process or a pool, with a progress bar over videos."""
+    """Yield the result of every task as the executor finishes it, with a progress bar over videos."""
     # disable=None: no bar when stderr is not a terminal (log files, CI).
     bar = tqdm(
         total=len(tasks), unit="video", disable=None if progress and tasks else True, dynamic_ncols=True
     )
     frames = 0
-
-    def advance(result: _Result) -> _Result:
-        nonlocal frames
-        frames += result.frames_sampled
-        bar.update()
-        bar.set_postfix(frames_per_s=f"{frames / max(time.perf_counter() - start, 1e-9):.1f}")
-        return result
-
+    results: Iterator[_Result] | None = None
     try:
-        workers = min(config.workers, len(tasks))
-        if workers == 0:
-            for task in tasks:
-                yield advance(_process_video(task, cropper))
-            return
-        # spawn: the same behaviour on every OS, and no fork of a process holding decoder/tqdm threads.
-        ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(
-            workers,
-            mp_context=ctx,
-            initializer=_init_worker,
-            initargs=(config.crop,),
-        ) as pool:
-            futures = [pool.submit(_worker_run, t) for t in tasks]
-            try:
-                for future in cf.as_completed(futures):
-                    yield advance(future.result())
-            except cf.process.BrokenProcessPool:
-                raise CrossfakeError(
-                    "a worker process died (a crash inside a native decoder or detector?). Finished videos "
-                    "are kept; re-run to resume, or run with --workers 0 to see which video crashes"
-                ) from None
-            finally:
-                for f in futures:
-                    f.cancel()
+        if executor.in_process:  # this process's cropper, already built; nothing is pickled
+            results = executor.map_unordered(lambda task: _process_video(task, cropper), tasks)
+        else:
+            results = executor.map_unordered(_worker_run, tasks, setup=_init_worker)
+        for result in results:
+            frames += result.frames_sampled
+            bar.update()
+            bar.set_postfix(frames_per_s=f"{frames / max(time.perf_counter() - start, 1e-9):.1f}")
+            yield result
+    except WorkerDied as e:
+        raise CrossfakeError(
+            f"{e}. Finished videos are kept; re-run to resume, or run with --executor local --workers 0 "
+            "to see which video crashes"
+        ) from None
     finally:
+        if results is not None:
+            results.close()  # cancels what the executor has not started (Ctrl-C, an error)
         bar.close()
 
 

@@ -8,7 +8,8 @@ with FaceForensics++-like long GOPs (250 frames) fetching 32 frames by seeking w
 sequential pass, and still 1.5× slower with a keyframe every 12 frames (``benchmarks/bench_prepare.py``).
 
 Frames are numbered in presentation order from 0, as the decoder emits them. A still image is a video of
-one frame, frame 0.
+one frame, frame 0. A folder of frame images is one clip (WildDeepfake ships its clips so): frame ``i`` is
+its ``i``-th image in the numeric order of the names.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import av
 import cv2
 import numpy as np
 
-from crossfake.data.sources.base import IMAGE_SUFFIXES
+from crossfake.data.sources.base import IMAGE_SUFFIXES, frame_files
 from crossfake.utils.errors import CrossfakeError
 
 
@@ -105,6 +106,8 @@ def count_frames(path: str | Path) -> int:
     Counting packets demuxes the file without decoding it, which costs a few milliseconds.
     """
     path = Path(path)
+    if path.is_dir():
+        return len(frame_files(path))
     container, stream = _open(path)
     try:
         return _count(path, container, stream)
@@ -167,6 +170,9 @@ def decode_frames(path: str | Path, indices: Sequence[int]) -> Iterator[tuple[in
     wanted = set(indices)
     if not wanted:
         return
+    if path.is_dir():
+        yield from _read_frame_files(frame_files(path), sorted(wanted))
+        return
     last = max(wanted)
     container, stream = _open(path)
     try:
@@ -198,13 +204,27 @@ def read_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def _read_frame_files(files: Sequence[Path], indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """Frames ``indices`` of a clip stored as image files (frame ``i`` is ``files[i]``); indices past the end
+    are absent, as for a video. An unreadable image fails the clip at the ``decode`` stage."""
+    for idx in indices:
+        if idx >= len(files):
+            return
+        try:
+            yield idx, read_image(files[idx])
+        except VideoReadError as e:
+            raise VideoReadError(files[idx], "decode", e.reason) from e
+
+
 def sample_frames(
     path: str | Path, strategy: Sampling | str = Sampling.UNIFORM, frames: int = 32, every: int = 1
 ) -> tuple[list[int], Iterator[tuple[int, np.ndarray]]]:
     """Plan and decode the sampled frames of a video or image.
 
     Args:
-        path: a video, or an image (by suffix, see ``IMAGE_SUFFIXES``), which is one frame, frame 0.
+        path: a video, or an image (by suffix, see ``IMAGE_SUFFIXES``), which is one frame, frame 0, or a
+            folder of frame images (one clip; frame ``i`` is its ``i``-th image in frame order, see
+            :func:`crossfake.data.sources.base.frame_files`).
         strategy, frames, every: see :func:`sample_indices`.
 
     Returns:
@@ -220,6 +240,12 @@ def sample_frames(
     if path.suffix.lower() in IMAGE_SUFFIXES:
         image = read_image(path)
         return [0], iter([(0, image)])
+    if path.is_dir():  # a clip stored as a folder of frame images (WildDeepfake)
+        files = frame_files(path)
+        if not files:
+            raise VideoReadError(path, "open", "no frame images in the clip folder")
+        indices = sample_indices(len(files), strategy, frames, every)
+        return indices, _read_frame_files(files, indices)
     num_frames = count_frames(path)
     if num_frames == 0:
         raise VideoReadError(path, "open", "0 frames in video stream")

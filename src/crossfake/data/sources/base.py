@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ class VideoRecord:
     """One video (or still image) of a corpus, with everything needed to split it by identity.
 
     Attributes:
-        path: the file on disk.
+        path: the file on disk, or a folder of frame images holding one clip (WildDeepfake).
         dataset: corpus name, e.g. ``"ffpp"``.
         method: ``"real"`` or the manipulation, e.g. ``"FaceSwap"``.
         name: the file's stem within its method folder, e.g. ``"000_003"``.
@@ -85,6 +86,35 @@ def get_source(name: str, root: str | Path, **options) -> Source:
     if not root.is_dir():
         raise CrossfakeError(f"dataset root {root} does not exist or is not a folder")
     return SOURCES.build(name, root, **options)
+
+
+def source_fake_methods(name: str) -> tuple[str, ...] | None:
+    """The ``method`` names of the fakes adapter ``name`` lists, where they are fixed by the corpus (an
+    adapter's ``fake_methods`` attribute); None where they depend on the data (FF++, a folder)."""
+    methods = getattr(SOURCES.get(name), "fake_methods", None)
+    return tuple(methods) if methods else None
+
+
+def list_media(folder: Path, suffixes: frozenset[str] = VIDEO_SUFFIXES) -> list[Path]:
+    """The files of ``folder`` (not below) with one of ``suffixes``, sorted; hidden files are skipped (e.g.
+    a half-written ``.000.mp4.tmp.mp4``). An absent folder has none."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes
+    )
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """The still images of a folder that holds one clip as a frame sequence (WildDeepfake), in frame order:
+    by the numbers in their names (``2.png`` before ``10.png``), then by name."""
+
+    def order(p: Path) -> tuple[tuple[tuple[int, int | str], ...], str]:
+        tokens = (t for t in re.split(r"(\d+)", p.stem) if t)
+        return tuple((0, int(t)) if t.isdigit() else (1, t) for t in tokens), p.name
+
+    return sorted(list_media(folder, IMAGE_SUFFIXES), key=order)
 
 
 def listing(folder: Path, limit: int = 12) -> str:

@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 
 from crossfake.data.manifest import REAL, SPLITS
-from crossfake.data.sources.base import VIDEO_SUFFIXES, VideoRecord, listing, register_source
+from crossfake.data.sources.base import VideoRecord, list_media, listing, register_source
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.logging import get_logger
 
@@ -47,6 +47,7 @@ class DeepfakeDetectionChallenge:
     """
 
     name = "dfdc"
+    fake_methods = (FAKE,)
 
     def __init__(self, root: Path, include_real: bool = True) -> None:
         self.root = Path(root)
@@ -133,11 +134,7 @@ class DeepfakeDetectionChallenge:
                         target_id=target, source_id=target, official_split=split,
                     )
                 )
-            unlisted = sorted(
-                p.name for p in part.iterdir()
-                if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in VIDEO_SUFFIXES
-                and p.name not in listed
-            )
+            unlisted = [p.name for p in list_media(part) if p.name not in listed]
             if unlisted:
                 log.warning(
                     "%d video(s) in %s are not in its metadata and are skipped, e.g. %s",

@@ -23,7 +23,8 @@ from collections import Counter
 from pathlib import Path
 
 from crossfake.data.manifest import REAL, SPLITS
-from crossfake.data.sources.base import VIDEO_SUFFIXES, VideoRecord, listing, register_source
+from crossfake.data.sources.base import VideoRecord, list_media, listing, register_source
+from crossfake.data.sources.dfd import FAKE_METHOD as DFD_METHOD
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.logging import get_logger
 
@@ -85,6 +86,11 @@ class FaceForensics:
         if methods is None:
             self.methods = present
         else:
+            if DFD_METHOD in methods:
+                raise CrossfakeError(
+                    f"{DFD_METHOD} is not an FF++ manipulation method: its actors' footage is read by the "
+                    f"`dfd` corpus (`--source dfd`, or `source: dfd` in a corpus of an experiment)"
+                )
             unknown = [m for m in methods if m not in present]
             if unknown:
                 raise CrossfakeError(
@@ -122,8 +128,11 @@ class FaceForensics:
         manip = self.root / "manipulated_sequences"
         if not manip.is_dir():
             return []
+        # DeepFakeDetection sits in the same folder but is the actors' footage with its own naming: the
+        # `dfd` corpus reads it.
         return sorted(
-            p.name for p in manip.iterdir() if p.is_dir() and (p / self.compression / "videos").is_dir()
+            p.name for p in manip.iterdir()
+            if p.is_dir() and p.name != DFD_METHOD and (p / self.compression / "videos").is_dir()
         )
 
     # -- metadata -----------------------------------------------------------------------------------
@@ -185,7 +194,7 @@ class FaceForensics:
 
         out: list[VideoRecord] = []
         if self.include_real:
-            for path in _videos(self._real_dir()):
+            for path in list_media(self._real_dir()):
                 vid = path.stem
                 out.append(
                     VideoRecord(
@@ -195,7 +204,7 @@ class FaceForensics:
                     )
                 )
         for method in self.methods:
-            for path in _videos(self._method_dir(method)):
+            for path in list_media(self._method_dir(method)):
                 m = _FAKE_NAME.match(path.stem)
                 if m is None:
                     log.warning("skipping %s: not named <target>_<source>", path)
@@ -217,13 +226,3 @@ class FaceForensics:
                 f"(looked in {self._real_dir()} and manipulated_sequences/*/{self.compression}/videos)"
             )
         return out
-
-
-def _videos(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    # Hidden files are skipped: e.g. a half-written ".000.mp4.tmp.mp4" left by an interrupted writer.
-    return sorted(
-        p for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in VIDEO_SUFFIXES
-    )

@@ -50,6 +50,7 @@ from crossfake.data.synth.manipulations import METHODS, manipulate
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import atomic_path, write_text_atomic
 from crossfake.utils.logging import get_logger
+from crossfake.utils.workers import default_workers
 
 log = get_logger("synth")
 
@@ -358,7 +359,7 @@ def synthesize(
         out: the dataset root (created if missing).
         config: what to write; defaults to :class:`SynthConfig()`.
         workers: threads drawing identities and rendering and encoding pairs in parallel (default:
-            one per CPU core). The output does not depend on it.
+            :func:`crossfake.utils.workers.default_workers`, at least 1). The output does not depend on it.
         progress: show a progress bar over videos.
 
     Raises:
@@ -371,7 +372,7 @@ def synthesize(
     _check_existing(out, config)
     plan = plan_dataset(config)
 
-    workers = max(1, workers or os.cpu_count() or 1)
+    workers = max(1, workers or default_workers())  # threads; this one draws too, so at least 1
     # Identities (Haar-checked) and motions are drawn here, once, and handed to the pair jobs.
     people = sorted({o.identity for o in plan.originals.values()})
     draw = functools.partial(sample_identity, config.seed, width=config.width, height=config.height)

@@ -1,15 +1,9 @@
 """CLIP backbones from transformers, by hub id or local folder, plus a tiny random one for tests.
 
-A backbone spec is one of:
-
-- ``"openai/clip-vit-base-patch32"`` or ``"hf-hub:openai/clip-vit-base-patch32"``: a Hugging Face hub id,
-  read from the local cache first; with ``HF_HUB_OFFLINE=1`` nothing is downloaded.
-- ``"local-dir:/models/clip"`` or an existing folder: a ``save_pretrained`` directory.
-- ``"tiny"``: a small randomly initialised :class:`~transformers.CLIPModel` with a tokenizer and image
-  processor built offline — the same classes as the real model, for tests and quick tries.
-- ``"synth-tiny"``: a small CLIP of the same classes *pretrained* by crossfake on captioned synthetic faces
-  (:mod:`crossfake.models.pretrain`), bundled in the package (``assets/clip-synth-tiny``, ~3 MB) so the
-  demo's detectors start from meaningful features offline. Rebuilt by ``make tiny-backbone``.
+Specs (hub id, ``local-dir:``/folder, ``tiny``, the bundled pretrained ``synth-tiny``) are resolved by
+:mod:`crossfake.models.backbones.spec`. ``synth-tiny`` is a small CLIP of the same classes *pretrained* by
+crossfake on captioned synthetic faces (:mod:`crossfake.models.pretrain`, ~3 MB) so the demo's detectors
+start from meaningful features offline; ``make tiny-backbone`` rebuilds it.
 
 Image preprocessing (input size, mean, std) always comes from the checkpoint's own processor config
 (:class:`ImagePreprocess`), never from hand-set numbers.
@@ -25,58 +19,24 @@ import json
 import string
 import tempfile
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 
 import torch
 
+from crossfake.models.backbones.spec import (
+    CLIP_SHAPES,
+    SYNTH_TINY,
+    TINY,
+    TINY_CLIP_SHAPE,
+    canonical_name,
+    local_dir,
+)
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.logging import get_logger
 
 log = get_logger("backbones.clip")
 
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"
-TINY = "tiny"
-#: The bundled pretrained small CLIP (``assets/<BUNDLED_CLIP_DIR>`` in the package).
-SYNTH_TINY = "synth-tiny"
-BUNDLED_CLIP_DIR = "clip-synth-tiny"
-
-# Shapes of the public OpenAI checkpoints (their config.json), so `crossfake params` works offline.
-_KNOWN_SHAPES: dict[str, dict] = {
-    "openai/clip-vit-base-patch32": {
-        "projection_dim": 512,
-        "text_config": {"hidden_size": 512, "intermediate_size": 2048, "num_attention_heads": 8,
-                        "num_hidden_layers": 12},
-        "vision_config": {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
-                          "num_hidden_layers": 12, "patch_size": 32, "image_size": 224},
-    },
-    "openai/clip-vit-base-patch16": {
-        "projection_dim": 512,
-        "text_config": {"hidden_size": 512, "intermediate_size": 2048, "num_attention_heads": 8,
-                        "num_hidden_layers": 12},
-        "vision_config": {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
-                          "num_hidden_layers": 12, "patch_size": 16, "image_size": 224},
-    },
-    "openai/clip-vit-large-patch14": {
-        "projection_dim": 768,
-        "text_config": {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
-                        "num_hidden_layers": 12},
-        "vision_config": {"hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16,
-                          "num_hidden_layers": 24, "patch_size": 14, "image_size": 224},
-    },
-}
-_ALIASES = {
-    "ViT-B/32": "openai/clip-vit-base-patch32",
-    "ViT-B/16": "openai/clip-vit-base-patch16",
-    "ViT-L/14": "openai/clip-vit-large-patch14",
-}
-_TINY_SHAPE = {
-    "projection_dim": 32,
-    "text_config": {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 2,
-                    "max_position_embeddings": 32},
-    "vision_config": {"hidden_size": 48, "intermediate_size": 96, "num_attention_heads": 2, "num_hidden_layers": 2,
-                      "patch_size": 8, "image_size": 64},
-}
 
 
 @dataclass(frozen=True)
@@ -127,37 +87,6 @@ class ClipBundle:
     source: str  # "hub", "local-dir", "bundled", "tiny" or "shape"
 
 
-def canonical_name(spec: str) -> str:
-    spec = _ALIASES.get(spec, spec)
-    return spec[len("hf-hub:"):] if spec.startswith("hf-hub:") else spec
-
-
-def bundled_clip_dir(check: bool = True) -> Path:
-    """The folder of the bundled ``synth-tiny`` backbone inside the installed package."""
-    path = Path(str(resources.files("crossfake") / "assets" / BUNDLED_CLIP_DIR))
-    if check and not (path / "model.safetensors").is_file():
-        raise CrossfakeError(f"the bundled {SYNTH_TINY!r} backbone is missing from {path}; rebuild it with "
-                             "`make tiny-backbone` (python -m crossfake.models.pretrain)")
-    return path
-
-
-def _local_dir(spec: str) -> Path | None:
-    if spec == SYNTH_TINY:
-        return bundled_clip_dir()
-    if spec.startswith("local-dir:"):
-        path = Path(spec[len("local-dir:"):]).expanduser()
-        if not path.is_dir():
-            raise CrossfakeError(f"backbone folder {path} does not exist (from spec {spec!r})")
-        return path
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        return path
-    if spec.startswith(("/", "./", "../", "~")):
-        # timm's lesson: never fall back to a hub id for something that looks like a path.
-        raise CrossfakeError(f"backbone folder {path} does not exist")
-    return None
-
-
 def build_clip(spec: str = DEFAULT_CLIP, weights: bool = True, cache_dir: str | None = None) -> ClipBundle:
     """Load (or, with ``weights=False``, shape on the meta device) the CLIP named by ``spec``.
 
@@ -172,7 +101,7 @@ def build_clip(spec: str = DEFAULT_CLIP, weights: bool = True, cache_dir: str | 
 
     if spec == TINY:
         return _tiny_clip()
-    local = _local_dir(spec)
+    local = local_dir(spec)
     name = str(local) if local else canonical_name(spec)
     if not weights:
         config = _config_for(name, local, cache_dir)
@@ -204,18 +133,18 @@ def build_clip(spec: str = DEFAULT_CLIP, weights: bool = True, cache_dir: str | 
 def _config_for(name: str, local: Path | None, cache_dir: str | None):
     from transformers import CLIPConfig
 
-    if name in _KNOWN_SHAPES:
-        return CLIPConfig(**_KNOWN_SHAPES[name])
+    if name in CLIP_SHAPES:
+        return CLIPConfig(**CLIP_SHAPES[name])
     try:
         return CLIPConfig.from_pretrained(name, cache_dir=cache_dir)
     except OSError as e:
         raise CrossfakeError(
             f"no config for {name!r} on disk and it is not one of the known shapes "
-            f"({', '.join(_KNOWN_SHAPES)}): {str(e).splitlines()[0]}"
+            f"({', '.join(CLIP_SHAPES)}): {str(e).splitlines()[0]}"
         ) from e
 
 
-def _tiny_tokenizer():
+def tiny_clip_tokenizer():
     """A CLIP tokenizer with a 100-token vocabulary, built offline from characters and a few words."""
     from transformers import CLIPTokenizer
 
@@ -243,8 +172,8 @@ def _tiny_tokenizer():
 def _tiny_clip() -> ClipBundle:
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
-    tokenizer = _tiny_tokenizer()
-    shape = json.loads(json.dumps(_TINY_SHAPE))
+    tokenizer = tiny_clip_tokenizer()
+    shape = json.loads(json.dumps(TINY_CLIP_SHAPE))
     shape["text_config"].update(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     # Seeded so two builds of "tiny" are the same model (tests compare scores across processes).

@@ -22,48 +22,25 @@ from typing import Literal
 
 import torch
 
-from crossfake.models.backbones.clip import _local_dir, canonical_name
+from crossfake.models.backbones.spec import (
+    QWEN_VL_SHAPES,
+    TINY,
+    TINY_QWEN_VL_SHAPE,
+    canonical_name,
+    local_dir,
+)
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.logging import get_logger
 
 log = get_logger("backbones.qwen_vl")
 
 DEFAULT_QWEN_VL = "Qwen/Qwen2.5-VL-7B-Instruct"
-TINY = "tiny"
 
 SPECIAL_TOKENS = (
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
     "<|video_pad|>",
 )
 
-# config.json of the public checkpoints (the fields that fix the shapes), so counts work offline.
-_KNOWN_SHAPES: dict[str, dict] = {
-    "Qwen/Qwen2.5-VL-7B-Instruct": {
-        "text_config": {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
-                        "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
-                        "tie_word_embeddings": False},
-        "vision_config": {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
-                          "out_hidden_size": 3584, "patch_size": 14, "spatial_merge_size": 2,
-                          "temporal_patch_size": 2, "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31]},
-    },
-    "Qwen/Qwen2.5-VL-3B-Instruct": {
-        "text_config": {"hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
-                        "num_attention_heads": 16, "num_key_value_heads": 2, "vocab_size": 151936,
-                        "tie_word_embeddings": True},
-        "vision_config": {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
-                          "out_hidden_size": 2048, "patch_size": 14, "spatial_merge_size": 2,
-                          "temporal_patch_size": 2, "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31]},
-    },
-}
-
-_TINY_SHAPE = {
-    "text_config": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-                    "num_key_value_heads": 2, "max_position_embeddings": 4096,
-                    "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]}},
-    "vision_config": {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
-                      "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 56,
-                      "fullatt_block_indexes": [1]},
-}
 # Text the tiny tokenizer is trained on: enough to spell the prompts and answers in few tokens.
 _TINY_CORPUS = (
     "You are a world-class digital forensics expert. Analyse the image for signs of manipulation. "
@@ -126,17 +103,17 @@ def build_qwen_vl(
     dtype = dtype or (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
     if spec == TINY:
         return _tiny_qwen_vl(quantize, dtype)
-    local = _local_dir(spec)
+    local = local_dir(spec)
     name = str(local) if local else canonical_name(spec)
     if not weights:
-        if name in _KNOWN_SHAPES:
-            config = Qwen2_5_VLConfig(**copy.deepcopy(_KNOWN_SHAPES[name]))
+        if name in QWEN_VL_SHAPES:
+            config = Qwen2_5_VLConfig(**copy.deepcopy(QWEN_VL_SHAPES[name]))
         else:
             try:
                 config = Qwen2_5_VLConfig.from_pretrained(name, cache_dir=cache_dir)
             except OSError as e:
                 raise CrossfakeError(
-                    f"no config for {name!r} on disk and it is not a known shape ({', '.join(_KNOWN_SHAPES)})"
+                    f"no config for {name!r} on disk and it is not a known shape ({', '.join(QWEN_VL_SHAPES)})"
                 ) from e
         with torch.device("meta"):
             model = Qwen2_5_VLForConditionalGeneration(config)
@@ -202,7 +179,7 @@ def _tiny_qwen_vl(quantize: str | None, dtype: torch.dtype) -> QwenVLBundle:
     processor = tiny_processor()
     tokenizer = processor.tokenizer
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    shape = copy.deepcopy(_TINY_SHAPE)
+    shape = copy.deepcopy(TINY_QWEN_VL_SHAPE)
     shape["text_config"].update(vocab_size=len(tokenizer), bos_token_id=ids["<|endoftext|>"],
                                 eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
     config = Qwen2_5_VLConfig(

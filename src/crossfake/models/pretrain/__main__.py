@@ -6,10 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from crossfake.cli import add_override_argument
-from crossfake.models.backbones.clip import bundled_clip_dir
+from crossfake.models.backbones.spec import bundled_clip_dir
 from crossfake.models.pretrain.config import PretrainConfig
 from crossfake.models.pretrain.train import pretrain, save_backbone
+from crossfake.utils.config import add_override_argument
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.logging import setup_logging
 

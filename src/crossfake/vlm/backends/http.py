@@ -11,14 +11,27 @@ the answer instead.
 verdict position is the first generated token after the prefix whose text is a case/space variant of the
 template's ``positive``/``negative`` word (``"fake"``/``"real"``); when the model wrote neither, it is the
 first position after the prefix, where the verdict was due, provided its alternatives list one of them.
-There ``logit = log p(positive variants) - log p(negative variants)``, each a logsumexp over the listed
-variants (``" fake"``, ``"Fake"``, ...). A side missing from the top-k has probability at most the smallest
-listed one and at most the unlisted mass; it is given half that bound (:func:`absent_logprob`).
+There ``logit = log p(positive forms) - log p(negative forms)``, each a logsumexp over the listed
+alternatives that spell one of the counted forms. The forms come in case/space pairs, as in the local
+scorer (:func:`crossfake.vlm.scoring.verdict_forms`): with ``tokenizer`` (the served model's, by path or
+hub id) the pairs in which both words are single tokens, exactly the tokens the local backend sums; without
+it ``fake``/``real``, `` fake``/`` real``, ``Fake``/``Real``, `` Fake``/`` Real`` — Qwen2.5-VL's single-token
+pairs. Upper case is left out by default because ``REAL`` is one token but ``FAKE`` two in that
+vocabulary: counting ``REAL`` would add a form to one side only. A side missing from the top-k has
+probability at most the smallest listed one and at most the unlisted mass; it is given half that bound
+(:func:`absent_logprob`).
 
-**Fallback.** Without usable logprobs (the server sends none, or no verdict position is found) the logit
-comes from the parsed answer: ``±log(c / (1 - c))`` for the stated verdict and confidence ``c`` (0.5, hence
-0, when no confidence is given). An answer that does not parse scores 0.0 (undecided) and keeps the parse
-error in ``parsed.error``; a warning is logged once per backend and cause.
+**Fallback.** Without usable logprobs (the server sends none — ``transformers serve`` ignores ``logprobs``
+— or no verdict position is found) the logit comes from the parsed answer: ``±log(c / (1 - c))`` for the
+stated verdict and confidence ``c`` (0.5, hence 0, when no confidence is given). An answer that does not
+parse scores 0.0 (undecided) and keeps the parse error in ``parsed.error``; a warning is logged once per
+backend and cause. The parsed text is the prefix
+plus the continuation when the prefix was sent for continuation (unless the answer holds the prefix
+itself, or only parses without it: a server that ignored the request answered from scratch), and the
+answer alone when it was not (``continue_prefix=False``: the model never saw the prefix).
+
+**Servers.** ``transformers serve`` (5.23) rejects the continuation fields with HTTP 422 and ignores
+``logprobs``: use ``continue_prefix=False``; scores then come from the parsed answer.
 
 **Errors.** Timeouts, connection errors, 429 and 5xx are retried ``retries`` times with exponential backoff
 (``backoff * 2**i`` seconds), then raise :class:`CrossfakeError` naming the URL and the last error. Other
@@ -57,12 +70,12 @@ _SPACE_MARKERS = ("Ġ", "▁")
 LOGPROB_FLOOR = -50.0
 # Confidences are clipped to this distance from 0 and 1 so the fallback logit stays finite.
 _CONF_EPS = 1e-4
+SCORE_TOKENS = 16
+"""New tokens asked for with ``explain=False`` after the answer prefix: the verdict, and some slack."""
 
 
 def _norm(token: str) -> str:
-    for marker in _SPACE_MARKERS:
-        token = token.replace(marker, " ")
-    return token.strip().lower()
+    return _text(token).strip().lower()
 
 
 def _logsumexp(values: list[float]) -> float:
@@ -84,19 +97,38 @@ def absent_logprob(listed: list[float]) -> float:
     return max(bound - math.log(2.0), LOGPROB_FLOOR)
 
 
-def logit_from_alternatives(alternatives: list[dict], positive: str, negative: str) -> float | None:
-    """``log p(positive) - log p(negative)`` from one position's ``top_logprobs`` entries.
+def _text(token: str) -> str:
+    for marker in _SPACE_MARKERS:
+        token = token.replace(marker, " ")
+    return token
+
+
+def default_forms(positive: str, negative: str) -> list[tuple[str, str]]:
+    """The case/space pairs counted without a tokenizer (:func:`crossfake.vlm.scoring.verdict_forms`)."""
+    from crossfake.vlm.scoring import verdict_forms
+
+    return verdict_forms(positive, negative)
+
+
+def logit_from_alternatives(
+    alternatives: list[dict], positive: str, negative: str, forms: list[tuple[str, str]] | None = None
+) -> float | None:
+    """``log p(positive forms) - log p(negative forms)`` from one position's ``top_logprobs`` entries.
 
     Args:
         alternatives: ``{"token": str, "logprob": float}`` entries (OpenAI ``top_logprobs`` format).
-        positive: the positive verdict word (``"fake"``); case and surrounding spaces are ignored.
+        positive: the positive verdict word (``"fake"``).
         negative: the negative verdict word (``"real"``).
+        forms: the (positive, negative) spellings counted, exactly (case and leading space matter; the
+            tokenizer markers ``Ġ``/``▁`` read as a space); default :func:`default_forms`.
 
     Returns:
-        The logit, or ``None`` when neither word is listed (the position says nothing about the verdict).
+        The logit, or ``None`` when no counted form is listed (the position says nothing about the verdict).
     """
-    pos = [float(a["logprob"]) for a in alternatives if _norm(a["token"]) == positive.lower()]
-    neg = [float(a["logprob"]) for a in alternatives if _norm(a["token"]) == negative.lower()]
+    forms = default_forms(positive, negative) if forms is None else forms
+    pos_forms, neg_forms = {p for p, _ in forms}, {n for _, n in forms}
+    pos = [float(a["logprob"]) for a in alternatives if _text(a["token"]) in pos_forms]
+    neg = [float(a["logprob"]) for a in alternatives if _text(a["token"]) in neg_forms]
     if not pos and not neg:
         return None
     absent = absent_logprob([float(a["logprob"]) for a in alternatives])
@@ -104,7 +136,11 @@ def logit_from_alternatives(alternatives: list[dict], positive: str, negative: s
 
 
 def verdict_logit(
-    content: list[dict], prefix: str, positive: str = "fake", negative: str = "real"
+    content: list[dict],
+    prefix: str,
+    positive: str = "fake",
+    negative: str = "real",
+    forms: list[tuple[str, str]] | None = None,
 ) -> float | None:
     """The verdict logit from a completion's ``logprobs.content`` (see the module docstring).
 
@@ -114,6 +150,7 @@ def verdict_logit(
             and the verdict is searched after it.
         positive: the positive verdict word.
         negative: the negative verdict word.
+        forms: the spellings counted (:func:`logit_from_alternatives`).
 
     Returns:
         The logit, or ``None`` when no position carries the verdict words.
@@ -133,9 +170,10 @@ def verdict_logit(
             # The sampled token need not be among the alternatives (top_logprobs may be small or 0).
             if not any(a["token"] == c["token"] for a in alternatives):
                 alternatives.append(c)
-            return logit_from_alternatives(alternatives, positive, negative)
+            return logit_from_alternatives(alternatives, positive, negative, forms)
     if start < len(content):
-        return logit_from_alternatives(list(content[start].get("top_logprobs") or []), positive, negative)
+        alternatives = list(content[start].get("top_logprobs") or [])
+        return logit_from_alternatives(alternatives, positive, negative, forms)
     return None
 
 
@@ -171,6 +209,20 @@ def _server_message(body: bytes) -> str:
     return str(err) if err else text[:500]
 
 
+def _load_tokenizer(name: str):
+    """The ``tokenizer`` option's tokenizer, read once when the backend is built."""
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(name)
+    except Exception as e:  # noqa: BLE001 (OSError, ValueError, ImportError...: all mean "cannot load it")
+        raise CrossfakeError(
+            f"http backend: cannot load tokenizer {name!r} ({type(e).__name__}: {e}); expected the served "
+            "model's tokenizer: a local folder with its tokenizer files or a hub id (already cached when "
+            "HF_HUB_OFFLINE=1), or no `tokenizer` option to count Qwen2.5-VL's verdict forms"
+        ) from e
+
+
 class _Retryable(Exception):
     """A failure worth another attempt (timeout, connection, 429/5xx)."""
 
@@ -186,11 +238,20 @@ class HttpBackend:
         timeout: seconds per request attempt.
         retries: extra attempts after a timeout, connection error, 429 or 5xx.
         backoff: seconds before the first retry, doubled each retry.
-        max_new_tokens: answer length with ``explain=True``; scoring alone asks for at most 16 tokens.
+        max_new_tokens: answer length with ``explain=True``, and the most asked for in any case. Scoring
+            alone asks for ``SCORE_TOKENS`` (16) after the prefix: 16 new tokens when the prefix is continued,
+            and the prefix's length plus 16 when it is not (``continue_prefix=False``: the model writes the
+            prefix itself), the prefix's length being its token count with ``tokenizer``, else its UTF-8
+            byte count (a token spans at least one byte, so that bounds it).
         logprobs: ask for log-probabilities (otherwise always score from the parsed answer).
         concurrency: requests in flight at once for a batch.
         top_logprobs: alternatives per token (OpenAI and vLLM allow at most 20 by default).
-        continue_prefix: send vLLM's ``continue_final_message``/``add_generation_prompt`` fields.
+        continue_prefix: send the answer prefix as a final assistant turn with vLLM's
+            ``continue_final_message``/``add_generation_prompt`` fields (``False`` for ``transformers serve``,
+            which rejects them: the model then answers from scratch and the prefix is not prepended).
+        tokenizer: the served model's tokenizer (folder or hub id, read with ``AutoTokenizer``; cached files
+            only under ``HF_HUB_OFFLINE=1``): the verdict forms counted are its single-token pairs, as in
+            the local scorer. Default: the forms of Qwen2.5-VL's vocabulary (module docstring).
     """
 
     name = "http"
@@ -208,6 +269,7 @@ class HttpBackend:
         concurrency: int = 1,
         top_logprobs: int = 20,
         continue_prefix: bool = True,
+        tokenizer: str | None = None,
     ):
         if concurrency < 1 or retries < 0 or timeout <= 0:
             raise CrossfakeError(
@@ -226,6 +288,9 @@ class HttpBackend:
         self.concurrency = concurrency
         self.top_logprobs = top_logprobs
         self.continue_prefix = continue_prefix
+        self.tokenizer = tokenizer
+        self._tokenizer = _load_tokenizer(tokenizer) if tokenizer else None
+        self._forms: dict[tuple[str, str], list[tuple[str, str]]] = {}
         self._warned: set[str] = set()
         self._lock = threading.Lock()
 
@@ -252,7 +317,9 @@ class HttpBackend:
         body: dict = {
             "model": self.model,
             "messages": messages,
-            "max_tokens": self.max_new_tokens if explain else min(self.max_new_tokens, 16),
+            "max_tokens": self.max_new_tokens
+            if explain
+            else min(self.max_new_tokens, self.score_tokens(prompt)),
             "temperature": 0.0,
         }
         if prompt.answer_prefix and self.continue_prefix:
@@ -261,6 +328,36 @@ class HttpBackend:
         if self.logprobs:
             body.update(logprobs=True, top_logprobs=self.top_logprobs)
         return body
+
+    def score_tokens(self, prompt: PromptTemplate) -> int:
+        """New tokens a score-only answer needs (``max_new_tokens`` in the class docstring)."""
+        prefix = prompt.answer_prefix or ""
+        if self.continue_prefix or not prefix:
+            return SCORE_TOKENS
+        if self._tokenizer is not None:
+            with self._lock:  # a fast tokenizer may not be used by two threads at once
+                written = len(self._tokenizer(prefix, add_special_tokens=False)["input_ids"])
+        else:
+            written = len(prefix.encode("utf-8"))
+        return written + SCORE_TOKENS
+
+    def verdict_forms(self, positive: str, negative: str) -> list[tuple[str, str]]:
+        """The (positive, negative) spellings counted in the logprobs (class docstring, ``tokenizer``)."""
+        with self._lock:
+            if (positive, negative) not in self._forms:
+                from crossfake.vlm.scoring import verdict_forms
+
+                self._forms[positive, negative] = verdict_forms(positive, negative, self._tokenizer)
+            return self._forms[positive, negative]
+
+    def _answer_text(self, content: str, prefix: str) -> str:
+        """The whole answer to parse (module docstring, **Fallback**)."""
+        if not prefix.strip() or not self.continue_prefix or prefix.strip() in content:
+            return content
+        continued = prefix + content
+        if not parse_answer(continued).parsed and parse_answer(content).parsed:
+            return content  # the server ignored the continuation and the model wrote a whole answer
+        return continued
 
     def _score_one(self, image_url: str, prompt: PromptTemplate, explain: bool) -> VLMResult:
         choice = self._post(self.request_body(image_url, prompt, explain))
@@ -271,18 +368,24 @@ class HttpBackend:
             )
         prefix = prompt.answer_prefix or ""
         # A continued answer comes back without the prefix; the parser needs the whole answer.
-        text = content if prefix.strip() and prefix.strip() in content else prefix + content
+        text = self._answer_text(content, prefix)
         tokens = (choice.get("logprobs") or {}).get("content") or []
-        logit = verdict_logit(tokens, prefix, prompt.positive, prompt.negative) if tokens else None
+        logit = None
+        if tokens:
+            forms = self.verdict_forms(prompt.positive, prompt.negative)
+            logit = verdict_logit(tokens, prefix, prompt.positive, prompt.negative, forms)
         if logit is not None:
             parsed = parse_answer(text) if explain else None
             return VLMResult(logit=logit, text=text if explain else None, parsed=parsed)
         self._warn_once(
             "no-logprobs" if not tokens else "no-verdict",
-            f"{self.url}: " + (
-                "the server returned no logprobs" if not tokens
+            f"{self.url}: "
+            + (
+                "the server returned no logprobs"
+                if not tokens
                 else "no verdict token among the returned logprobs"
-            ) + "; scoring from the parsed verdict and confidence instead (coarser, ties likely)",
+            )
+            + "; scoring from the parsed verdict and confidence instead (coarser, ties likely)",
         )
         parsed = parse_answer(text)
         if not parsed.parsed:

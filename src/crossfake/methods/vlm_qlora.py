@@ -52,10 +52,11 @@ import torch
 from PIL import Image
 from pydantic import Field
 
+from crossfake.methods.adapters import lora_parameters
 from crossfake.methods.base import Detector, MethodConfig
 from crossfake.methods.registry import register_method
-from crossfake.models.backbones.clip import _local_dir, canonical_name
-from crossfake.models.backbones.qwen_vl import DEFAULT_QWEN_VL, TINY, QwenVLBundle, build_qwen_vl
+from crossfake.models.backbones.qwen_vl import DEFAULT_QWEN_VL, QwenVLBundle, build_qwen_vl
+from crossfake.models.backbones.spec import TINY, canonical_name, local_dir
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.logging import get_logger
 
@@ -70,7 +71,6 @@ VISION_SCOPE = "model.visual.blocks"
 # Every Qwen chat template closes a turn with this token; training on it teaches the answer to stop.
 END_OF_TURN = "<|im_end|>"
 IGNORE_INDEX = -100  # labels torch's cross-entropy skips
-LORA_PREFIX = "lora_"
 
 
 class VlmQloraConfig(MethodConfig):
@@ -283,8 +283,8 @@ class VlmQloraDetector(Detector):
     def parameter_breakdown(self) -> dict[str, int]:
         """Trainable parameters by stack: LoRA in the language decoder and in the vision encoder."""
         parts = {"language": 0, "vision": 0}
-        for name, p in self.model.named_parameters():
-            if p.requires_grad and LORA_PREFIX in name:
+        for name, p in lora_parameters(self.model):
+            if p.requires_grad:
                 parts["vision" if ".visual." in name else "language"] += p.numel()
         return {f"{stack} LoRA (r={self.config.r})": n for stack, n in parts.items()}
 
@@ -294,11 +294,7 @@ class VlmQloraDetector(Detector):
         return {n: p.detach().cpu().contiguous() for n, p in self.named_parameters() if p.requires_grad}
 
     def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        params = {n: p for n, p in self.named_parameters() if p.requires_grad}
-        missing, unexpected = set(params) - set(state), set(state) - set(params)
-        if missing or unexpected:
-            raise ValueError(f"checkpoint does not match the model: missing {sorted(missing)[:5]}, "
-                             f"unexpected {sorted(unexpected)[:5]}")
+        params = self.matching_trainable_parameters(state)
         with torch.no_grad():
             for name, p in params.items():
                 p.copy_(state[name])
@@ -314,7 +310,7 @@ def _unsloth_bundle(config: VlmQloraConfig) -> QwenVLBundle:
     from unsloth import FastVisionModel
 
     model, processor = FastVisionModel.from_pretrained(
-        str(_local_dir(config.backbone) or canonical_name(config.backbone)),
+        str(local_dir(config.backbone) or canonical_name(config.backbone)),
         load_in_4bit=config.quantize == "nf4",
         use_gradient_checkpointing="unsloth" if config.gradient_checkpointing else False,
     )

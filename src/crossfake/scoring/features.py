@@ -10,7 +10,9 @@ The key is a SHA-256 over everything the features depend on, and nothing else:
 - the detector class and its method config, except the learning rate (``normalize`` of the linear probe
   changes the features; the learning rate cannot);
 - the frozen weights themselves (every non-trainable parameter and buffer, hashed), so a different
-  checkpoint under the same backbone name, or a re-downloaded one, never hits a stale entry;
+  checkpoint under the same backbone name, or a re-downloaded one, never hits a stale entry. Hashing
+  them takes most of a second for a ViT-B/32, so the digest is kept per detector object and reused
+  while the frozen tensors are provably the same (:func:`frozen_weights_digest`);
 - the preprocessing, as the transform's output on a fixed probe image (so any change to resize, crop or
   normalisation changes the key, whatever the transform is made of);
 - the precision of the extraction (bf16 features differ from fp32 ones);
@@ -26,7 +28,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,13 +43,13 @@ from tqdm.auto import tqdm
 
 from crossfake.data.manifest import resolve_paths
 from crossfake.methods.base import Detector
-from crossfake.training.config import autocast
-from crossfake.training.data import Collate, FaceCropDataset, make_loader
+from crossfake.scoring.data import Collate, FaceCropDataset, make_loader
+from crossfake.scoring.device import autocast, detector_device
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import atomic_path, write_json_atomic
 from crossfake.utils.logging import get_logger
 
-log = get_logger("training.features")
+log = get_logger("scoring.features")
 
 #: Bumped whenever the key or the file layout changes, so old entries are simply never hit again.
 CACHE_FORMAT = 1
@@ -142,7 +145,7 @@ def extract_features(
     progress: bool = True,
 ) -> None:
     """Write ``detector.features`` of every row to ``path`` (.npy, float32), streaming batch by batch."""
-    device = next(detector.parameters()).device
+    device = detector_device(detector)
     dataset = FaceCropDataset(rows, detector.transform)
     loader = make_loader(dataset, batch_size, Collate(detector.collate), num_workers=num_workers)
     detector.eval()
@@ -173,20 +176,59 @@ def cache_key(detector: Detector, rows: pd.DataFrame, precision: str) -> str:
         "precision": precision,
     }
     h.update(json.dumps(spec, sort_keys=True).encode())
-    h.update(_frozen_weights_digest(detector))
-    h.update(_digest(detector.transform(_probe_image())))
+    h.update(frozen_weights_digest(detector))
+    h.update(probe_digest(detector.transform))
     h.update(_rows_digest(rows))
     return h.hexdigest()
 
 
-def _frozen_weights_digest(detector: Detector) -> bytes:
+#: detector -> (signature of its frozen tensors, their digest); weak, so it never keeps a detector alive.
+_FROZEN_DIGESTS: weakref.WeakKeyDictionary[Detector, tuple[tuple, bytes]] = weakref.WeakKeyDictionary()
+
+
+def frozen_weights_digest(detector: Detector) -> bytes:
+    """SHA-256 of the detector's frozen tensors (every parameter without ``requires_grad``, every buffer).
+
+    The digest is computed once per detector object and reused while :func:`_frozen_signature` is
+    unchanged. That signature holds, per frozen tensor, its name, storage address, dtype, shape, device
+    and torch's version counter, which every in-place write bumps (``copy_``, ``load_state_dict``, an
+    optimizer step): any way of changing a frozen weight through torch (in place, by replacing the tensor,
+    by ``.to(dtype)``, or by making a parameter trainable or frozen) changes the signature and re-hashes.
+    Only writes that bypass autograd's bookkeeping (through ``tensor.data``, or into the raw memory) go
+    unseen, as they would by autograd itself. Reading the signature costs microseconds per tensor.
+    """
+    frozen = _frozen_tensors(detector)
+    signature = _frozen_signature(frozen)
+    memo = _FROZEN_DIGESTS.get(detector)
+    if memo is not None and memo[0] == signature:
+        return memo[1]
+    digest = _hash_tensors(frozen)
+    _FROZEN_DIGESTS[detector] = (signature, digest)
+    return digest
+
+
+def _frozen_tensors(detector: Detector) -> list[tuple[str, torch.Tensor]]:
     trainable = {name for name, p in detector.named_parameters() if p.requires_grad}
+    return [(name, t) for name, t in sorted(detector.state_dict().items()) if name not in trainable]
+
+
+def _frozen_signature(frozen: list[tuple[str, torch.Tensor]]) -> tuple:
+    return tuple(
+        (name, t.data_ptr(), t.dtype, tuple(t.shape), str(t.device), t._version) for name, t in frozen
+    )
+
+
+def _hash_tensors(frozen: list[tuple[str, torch.Tensor]]) -> bytes:
     h = hashlib.sha256()
-    for name, tensor in sorted(detector.state_dict().items()):
-        if name not in trainable:
-            h.update(name.encode())
-            h.update(_digest(tensor))
+    for name, tensor in frozen:
+        h.update(name.encode())
+        h.update(_digest(tensor))
     return h.digest()
+
+
+def probe_digest(transform: Callable[[Image.Image], Any]) -> bytes:
+    """Content hash of what ``transform`` makes of a fixed probe image: a stand-in for the transform itself."""
+    return _digest(transform(_probe_image()))
 
 
 def _probe_image() -> Image.Image:
@@ -196,12 +238,18 @@ def _probe_image() -> Image.Image:
 
 
 def _digest(obj: Any) -> bytes:
-    """Content hash of a tensor, or of a (nested) mapping/sequence of tensors and plain values."""
+    """Content hash of a tensor, array or image, or of a (nested) mapping/sequence of them and plain values."""
     h = hashlib.sha256()
     if isinstance(obj, torch.Tensor):
         t = obj.detach().cpu().contiguous()
         h.update(f"{t.dtype}{tuple(t.shape)}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, Image.Image):
+        h.update(f"{obj.mode}{obj.size}".encode())
+        h.update(obj.tobytes())
+    elif isinstance(obj, np.ndarray):
+        h.update(f"{obj.dtype}{obj.shape}".encode())
+        h.update(np.ascontiguousarray(obj).tobytes())
     elif isinstance(obj, Mapping):
         for k in sorted(obj, key=str):
             h.update(str(k).encode())

@@ -31,7 +31,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from crossfake.methods import Detector, create_detector
-from crossfake.training.config import TrainConfig
+from crossfake.runs.config import TrainConfig
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import atomic_path, write_json_atomic
 

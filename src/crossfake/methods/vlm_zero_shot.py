@@ -19,14 +19,22 @@ import torch
 from PIL import Image
 from pydantic import Field
 
-from crossfake.methods.base import Detector, MethodConfig
+from crossfake.methods.base import Detector, MethodConfig, PredictionColumns
 from crossfake.methods.registry import register_method
 from crossfake.models.backbones.qwen_vl import DEFAULT_QWEN_VL, build_qwen_vl
 from crossfake.vlm.backends import VLMBackend, VLMResult, create_backend
 from crossfake.vlm.prompts import PromptTemplate, load_prompt
 
-#: Columns :meth:`VlmZeroShot.predict_details` adds to the predictions when ``explain`` is set.
-DETAIL_COLUMNS = ("verdict", "confidence", "artifacts", "reasoning", "parsed", "parse_error", "raw_answer")
+#: Columns :meth:`VlmZeroShot.predict_details` adds to the predictions when ``explain`` is set, by role:
+#: the written reasoning explains the score; verdict, confidence and artefacts go beside it; an answer that
+#: did not parse is shown as it came (raw answer, parse error).
+COLUMNS = PredictionColumns(
+    explanation="reasoning",
+    details=("verdict", "confidence", "artifacts"),
+    raw=("raw_answer", "parse_error"),
+    parsed="parsed",
+)
+DETAIL_COLUMNS = (*COLUMNS.details, COLUMNS.explanation, COLUMNS.parsed, *reversed(COLUMNS.raw))
 
 
 class VlmZeroShotConfig(MethodConfig):
@@ -47,6 +55,7 @@ class VlmZeroShot(Detector):
 
     config_class = VlmZeroShotConfig
     journal_predictions = True  # an answer costs seconds: an interrupted run must not ask it again
+    prediction_columns = COLUMNS
 
     def __init__(
         self, config: VlmZeroShotConfig, backend: VLMBackend, prompt: PromptTemplate,
@@ -88,7 +97,7 @@ class VlmZeroShot(Detector):
     def predict_details(self, images: list[Image.Image]) -> tuple[torch.Tensor, dict[str, list]]:
         """Logits and, with ``explain``, the parsed answers as extra prediction columns (DETAIL_COLUMNS).
 
-        Extra columns reach the predictions table through :func:`crossfake.evaluation.predict.predict_manifest`.
+        Extra columns reach the predictions table through :func:`crossfake.scoring.predict.predict_manifest`.
         """
         results = self._results(images)
         logits = torch.tensor([r.logit for r in results], dtype=torch.float32)

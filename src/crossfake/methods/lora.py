@@ -29,6 +29,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from crossfake.methods.adapters import lora_parameters
 from crossfake.methods.base import MethodConfig
 from crossfake.methods.clip_base import ClipDetector
 from crossfake.methods.registry import register_method
@@ -37,7 +38,6 @@ from crossfake.utils.errors import CrossfakeError
 
 # peft names every adapter parameter after its adapter matrices (lora_A, lora_B, and lora_embedding_* or
 # lora_magnitude_* for the variants); the prefix identifies adapter parameters in names and checkpoints.
-LORA_PREFIX = "lora_"
 
 
 class LoraMethodConfig(MethodConfig):
@@ -93,7 +93,7 @@ class LoraDetector(ClipDetector):
 
     def parameter_breakdown(self) -> dict[str, int]:
         """Trainable parameters by part: the LoRA adapters and the head."""
-        adapters = sum(p.numel() for n, p in self.clip.named_parameters() if LORA_PREFIX in n)
+        adapters = sum(p.numel() for _, p in lora_parameters(self.clip))
         cfg, head = self.config, self.classifier
         return {
             f"LoRA adapters ({', '.join(cfg.target_modules)}; r={cfg.r})": adapters,

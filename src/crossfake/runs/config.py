@@ -25,7 +25,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 import yaml
 from pydantic import (
     BaseModel,
@@ -233,8 +232,14 @@ class TrainConfig(BaseModel):
         Raises:
             CrossfakeError: naming ``where`` and every bad key.
         """
-        return validate_config(cls, data, where, overrides, expected="method:, data:, train:",
-                               context={"check_paths": check_paths})
+        return validate_config(
+            cls,
+            data,
+            where,
+            overrides,
+            expected="method:, data:, train:",
+            context={"check_paths": check_paths},
+        )
 
     @classmethod
     def from_yaml(
@@ -263,18 +268,6 @@ class TrainConfig(BaseModel):
         mine, theirs = _flatten(self.to_dict()), _flatten(other.to_dict())
         keys = sorted((set(mine) | set(theirs)) - ignore)
         return [k for k in keys if mine.get(k) != theirs.get(k)]
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> ``bf16`` on a CUDA device with bf16 support, ``fp32`` elsewhere (bf16 is slow on CPUs)."""
-    if precision != "auto":
-        return precision
-    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-
-
-def autocast(device: torch.device, precision: str) -> torch.autocast:
-    """The autocast context of a resolved ``precision`` (``bf16``: bfloat16 autocast; ``fp32``: none)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def shipped_configs() -> list[str]:
