@@ -24,7 +24,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from crossfake.evaluation.columns import PredictionColumns
+from crossfake.data.predictions import PredictionColumns
 from crossfake.models.backbones.clip import DEFAULT_CLIP
 
 

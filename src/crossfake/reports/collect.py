@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from crossfake.data.manifest import REAL, SPLIT_COLUMN, SPLITS
+from crossfake.data.predictions import PredictionColumns
 from crossfake.evaluation.aggregate import RESULT_COLUMNS as EVAL_COLUMNS
 from crossfake.evaluation.aggregate import Evaluation, evaluate_predictions, parse_labels
-from crossfake.evaluation.columns import PredictionColumns
 from crossfake.evaluation.metrics import UndefinedMetricWarning, eer
 from crossfake.reports.experiment import (
     VAL_PREDICTIONS,

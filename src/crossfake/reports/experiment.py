@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from crossfake.evaluation.columns import PredictionColumns
+from crossfake.data.predictions import PredictionColumns
 from crossfake.utils.errors import CrossfakeError
 
 EXPERIMENT_FORMAT = "crossfake-experiment/1"
