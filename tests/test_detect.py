@@ -26,6 +26,7 @@ from test_preprocess import write_video
 
 from crossfake.cli.main import main
 from crossfake.data.manifest import read_manifest
+from crossfake.data.predictions import PredictionColumns
 from crossfake.data.preprocess import CropSpec, register_face_detector
 from crossfake.data.preprocess.face_detectors import Face, box_iou
 from crossfake.data.preprocess.video import decode_frames
@@ -342,7 +343,9 @@ def test_run_directory_errors_are_clean(chain, capsys, tmp_path) -> None:
 
 
 class _Explaining(Detector):
-    """A stand-in VLM: p(fake) from the crop's brightness, and a written answer per crop."""
+    """A stand-in VLM: p(fake) from the crop's brightness, and a written answer per crop (declared)."""
+
+    prediction_columns = PredictionColumns(explanation="reasoning", details=("verdict",), raw=("raw_answer",))
 
     def transform(self, image):
         return torch.from_numpy(np.asarray(image, dtype=np.float32).mean(axis=(0, 1)) / 255)
