@@ -274,7 +274,7 @@ def test_cli_exit_status_says_whether_every_arm_finished(ffpp: Path, tmp_path: P
     path.write_text(yaml.safe_dump(study(ffpp)))
     statuses: list[str] = []
 
-    def fake_run(config: LeakageConfig, out: Path, progress: bool) -> pd.DataFrame:
+    def fake_run(config: LeakageConfig, out: Path, progress: bool, executor=None) -> pd.DataFrame:
         assert config.entries() == ["lora"] and config.seeds == [1, 2]  # --set reaches the study
         out.mkdir(parents=True, exist_ok=True)
         (out / "leakage.md").write_text("# the table\n")
