@@ -389,7 +389,7 @@ def main() -> None:
         "--threads", type=int, help="torch intra-op threads (default: torch's own, usually the CPU count)"
     )
     parser.add_argument(
-        "--workers", type=int, help="image-loading processes (default: crossfake's, min(4, CPUs - 1))"
+        "--workers", type=int, help="image-loading processes (default: crossfake's for the device)"
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default cpu")
     parser.add_argument(

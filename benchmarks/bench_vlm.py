@@ -58,12 +58,9 @@ import copy
 import logging
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -75,9 +72,11 @@ from PIL import Image
 
 from crossfake.models.backbones.qwen_vl import DEFAULT_QWEN_VL, QwenVLBundle, build_qwen_vl, save_tiny
 from crossfake.models.backbones.spec import QWEN_VL_SHAPES, canonical_name, local_dir
+from crossfake.utils.errors import CrossfakeError
 from crossfake.vlm import load_prompt
 from crossfake.vlm.backends.http import HttpBackend
 from crossfake.vlm.backends.local import LocalBackend
+from crossfake.vlm.backends.serve import transformers_serve
 from crossfake.vlm.prompts import PromptTemplate
 from crossfake.vlm.scoring import encode
 
@@ -287,57 +286,16 @@ def describe(bundle: QwenVLBundle, images: list[Image.Image], prompt: PromptTemp
 
 
 @contextlib.contextmanager
-def transformers_serve(timeout: float = 300.0) -> Iterator[tuple[str, str]]:
+def tiny_served(timeout: float = 300.0) -> Iterator[tuple[str, str]]:
     """``transformers serve`` on the tiny random Qwen2.5-VL in a temporary folder: (root URL, model name)."""
     with tempfile.TemporaryDirectory(prefix="bench_vlm_") as tmp:
         with quiet_stdout():
             folder = save_tiny(Path(tmp) / "tiny-qwen25-vl")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        log = Path(tmp) / "serve.log"
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-        cli = Path(sys.executable).with_name("transformers")
-        with log.open("w") as out:
-            proc = subprocess.Popen(
-                [
-                    str(cli),
-                    "serve",
-                    str(folder),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--device",
-                    "cpu",
-                    "--dtype",
-                    "float32",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    sys.exit(
-                        f"transformers serve did not come up (exit code {proc.poll()}):\n"
-                        f"{log.read_text()[-3000:]}"
-                    )
-                try:
-                    urllib.request.urlopen(url + "/health", timeout=2).read()
-                    break
-                except OSError:
-                    time.sleep(0.5)
-            yield url, str(folder)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            with transformers_serve(folder, Path(tmp) / "serve.log", timeout=timeout) as url:
+                yield url, str(folder)
+        except CrossfakeError as e:
+            sys.exit(str(e))
 
 
 def bench_http(
@@ -371,7 +329,7 @@ def main_http(args: argparse.Namespace, prompt: PromptTemplate) -> None:
             where = f"{url} ({model})"
         else:
             t0 = time.perf_counter()
-            url, model = stack.enter_context(transformers_serve())
+            url, model = stack.enter_context(tiny_served())
             options["continue_prefix"] = False  # transformers serve rejects the continuation fields
             where = f"transformers serve, tiny random Qwen2.5-VL, CPU fp32 (up in {time.perf_counter() - t0:.0f} s)"
         print(f"server: {where}")

@@ -9,7 +9,8 @@ From the bottom up (a package may import only the packages listed before it, and
     models       backbones (CLIP, Qwen2.5-VL) and their pretraining
     vlm          prompts, answer parsing, verdict scoring, local and HTTP backends
     methods      the detection methods and their registry
-    runs         the training config and the run directory (what training writes, scoring reads)
+    runs         the training config and the run directory (what training writes, scoring reads), the
+                 experiment record (what the runner writes, reports read)
     scoring      crop loading, device/precision, feature cache, streaming prediction, score_run
     training     the trainer
     reports      reports and comparisons, rebuilt from saved predictions

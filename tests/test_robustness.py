@@ -19,7 +19,6 @@ import yaml
 from PIL import Image
 
 from crossfake.cli.main import main
-from crossfake.data.manifest import write_manifest
 from crossfake.data.perturbations import (
     LEVELS,
     PERTURBATIONS,
@@ -33,6 +32,7 @@ from crossfake.data.perturbations import (
 from crossfake.experiments import robustness
 from crossfake.experiments.robustness import run_robustness
 from crossfake.utils.errors import CrossfakeError
+from tests.test_training import make_tiny_split
 
 # --- perturbations ------------------------------------------------------------------------------------
 
@@ -153,69 +153,11 @@ def test_bad_names_and_levels_are_clear_errors() -> None:
 
 # --- the study on a tiny trained run -------------------------------------------------------------------
 
-#: (real videos, fake videos) per split, FRAMES crops each.
-VIDEOS = {"train": (6, 6), "val": (3, 3), "test": (3, 3)}
-FRAMES = 3
-
-
-def _crop(rng: np.random.Generator, fake: bool) -> Image.Image:
-    """A 64 px 'face': a smooth gradient and an ellipse; a fake also carries a one-pixel checker pattern."""
-    y, x = np.mgrid[0:64, 0:64]
-    base = rng.uniform(60, 190, size=3)
-    image = base + 0.6 * (x[..., None] - 32) + rng.normal(0, 3, size=(64, 64, 3))
-    face = ((x - 32) / 18) ** 2 + ((y - 34) / 24) ** 2 < 1
-    image[face] += 30
-    if fake:
-        image[face & ((x + y) % 2 == 0)] += 40
-    return Image.fromarray(image.clip(0, 255).astype(np.uint8))
-
-
-def _tiny_split(root: Path) -> Path:
-    rng = np.random.default_rng(0)
-    rows = []
-    for split, counts in VIDEOS.items():
-        for label, n in enumerate(counts):
-            method = "real" if label == 0 else "FaceSwap"
-            for v in range(n):
-                video_id = f"tiny/{method}/{split}{v:02d}"
-                for f in range(FRAMES):
-                    rel = f"crops/{video_id}/{f:06d}.png"
-                    (root / rel).parent.mkdir(parents=True, exist_ok=True)
-                    _crop(rng, bool(label)).save(root / rel)
-                    rows.append(
-                        {
-                            "sample_id": f"{video_id}/{f:06d}",
-                            "path": rel,
-                            "dataset": "tiny",
-                            "method": method,
-                            "video_id": video_id,
-                            "video_path": f"/videos/{split}{v:02d}.mp4",
-                            "frame_idx": f,
-                            "label": label,
-                            "target_id": f"{split}{v:02d}",
-                            "source_id": f"{split}{v:02d}",
-                            "identity_group": f"{split}{v:02d}",
-                            "official_split": None,
-                            "face_x0": 0.0,
-                            "face_y0": 0.0,
-                            "face_x1": 64.0,
-                            "face_y1": 64.0,
-                            "det_score": 1.0,
-                            "num_faces": 1,
-                            "face_detector": "none",
-                            "split": split,
-                        }
-                    )
-    path = root / "split.parquet"
-    write_manifest(pd.DataFrame(rows), path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A linear probe on the tiny random CLIP, trained through `crossfake train`."""
     root = tmp_path_factory.mktemp("robustness")
-    manifest = _tiny_split(root / "data")
+    manifest = make_tiny_split(root / "data")  # 3 crops per video; test: 3 real, 3 NeuralTextures
     config = root / "probe.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -314,7 +256,7 @@ def test_study_writes_table_and_figure_and_resumes(
     assert "## Frame AUC [95% CI]" in md and "## Video AUC" in md and "| GB (Gaussian blur) |" in md
     assert pd.read_csv(out / "robustness.csv")["cell"].tolist() == cells
     record = json.loads((out / "robustness.json").read_text())
-    assert record["sources"] == {"real": 9, "FaceSwap": 9}
+    assert record["sources"] == {"real": 9, "NeuralTextures": 9}
     assert (
         record["perturbations"]["VC"]["parameters"] == [30, 32, 35, 38, 40] and record["skipped"] == cells[:3]
     )

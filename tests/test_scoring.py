@@ -239,3 +239,15 @@ def test_one_default_worker_rule(cpus: int, workers: int, monkeypatch: pytest.Mo
     assert workers_module.default_workers() == workers
     assert PrepareConfig().workers == workers
     assert make_loader(list(range(4)), 2).num_workers == workers
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")  # created, never iterated
+@pytest.mark.parametrize(("cpus", "workers"), [(1, 0), (5, 4), (16, 15), (64, workers_module.MAX_WORKERS)])
+def test_loaders_feeding_a_gpu_take_every_cpu_but_one(cpus: int, workers: int, monkeypatch) -> None:
+    """A GPU outruns ~250 crops/s per loader process (benchmarks/bench_data_path.py): no cap of 4 there."""
+    from crossfake.scoring.data import make_loader
+
+    monkeypatch.setattr(workers_module, "available_cpus", lambda: cpus)
+    assert workers_module.default_workers(gpu=True) == workers
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert make_loader(list(range(4)), 2).num_workers == workers

@@ -26,7 +26,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -43,6 +42,7 @@ from PIL import Image
 
 from crossfake.utils.errors import CrossfakeError
 from crossfake.vlm.backends.http import HttpBackend, fallback_logit, image_data_url
+from crossfake.vlm.backends.serve import stop, transformers_serve
 from crossfake.vlm.parse import parse_answer
 from crossfake.vlm.prompts import PromptTemplate
 
@@ -64,12 +64,6 @@ def _images(n: int) -> list[Image.Image]:
     return [Image.new("RGB", (64, 48), ((37 * i) % 256, (91 * i + 40) % 256, 200 - 13 * i)) for i in range(n)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(url: str, timeout: float = 5.0) -> dict:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read())
@@ -86,34 +80,6 @@ def _post(url: str, payload: dict, timeout: float = 60.0) -> tuple[int, dict]:
         return e.code, json.loads(e.read() or b"{}")
 
 
-def _wait_ready(proc: subprocess.Popen, url: str, log: Path, what: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(
-                f"{what} exited with code {proc.returncode} before it was ready; log tail:\n"
-                f"{log.read_text()[-3000:]}"
-            )
-        try:
-            _get(url, timeout=2.0)
-            return
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    pytest.fail(
-        f"{what} not ready at {url} within {START_TIMEOUT:.0f} s; log tail:\n{log.read_text()[-3000:]}"
-    )
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     """The tiny random Qwen2.5-VL (seed 0) as a ``save_pretrained`` folder: weights, processor, template."""
@@ -122,53 +88,12 @@ def model_dir(tmp_path_factory) -> Path:
     return save_tiny(tmp_path_factory.mktemp("served") / "tiny-qwen25-vl")
 
 
-def _server_env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-    }
-
-
 @pytest.fixture(scope="module")
 def server(model_dir: Path, tmp_path_factory) -> Iterator[str]:
     """``transformers serve`` on the model folder, on a free loopback port; its root URL."""
-    try:
-        import openai  # noqa: F401  (transformers serve imports its types)
-    except ImportError:
-        pytest.fail("transformers serve needs `openai` (in crossfake's dev extra): pip install -e '.[dev]'")
-    cli = Path(sys.executable).with_name("transformers")
     log = tmp_path_factory.mktemp("serve_log") / "serve.log"
-    port = _free_port()
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [
-                str(cli),
-                "serve",
-                str(model_dir),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--device",
-                "cpu",
-                "--dtype",
-                "float32",
-                "--log-level",
-                "info",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=_server_env(),
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(proc, url + "/health", log, "transformers serve")
+    with transformers_serve(model_dir, log, timeout=START_TIMEOUT, threads=1) as url:
         yield url
-    finally:
-        _stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +123,7 @@ def proxy_url(server: str, tmp_path_factory) -> Iterator[str]:
             pytest.fail(f"vlm_proxy did not start within 30 s: {log.read_text()[-2000:]}")
         yield f"http://127.0.0.1:{port[0]}"
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 @pytest.fixture

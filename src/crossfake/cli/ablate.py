@@ -26,6 +26,7 @@ from crossfake.cli.evaluate import executor_from_args
 from crossfake.cli.run import add_experiment_arguments, data_overrides
 from crossfake.evaluation.tables import render
 from crossfake.experiments.studies import AblationConfig, run_ablation
+from crossfake.runs.experiment import Status
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,4 +47,4 @@ def run(args: argparse.Namespace) -> int:
     print(render(list(table.columns), [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row]
                                         for row in table.itertuples(index=False)], fmt="text"))
     print(f"\ntable: {out / 'ablation.md'}\nreport: {out / 'report' / 'report.html'}")
-    return 1 if (table["status"] != "done").any() else 0
+    return 1 if (table["status"] != Status.done).any() else 0

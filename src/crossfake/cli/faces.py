@@ -32,7 +32,7 @@ from crossfake.data.preprocess.face_detectors import LANDMARK_NAMES
 from crossfake.inference.faces import contact_sheet, find_faces
 from crossfake.inference.media import FrameSampling, InputError, expand_inputs
 from crossfake.inference.render import png_bytes
-from crossfake.utils.io import atomic_path, write_bytes_atomic
+from crossfake.utils.io import atomic_path, json_safe, write_bytes_atomic
 
 COLUMNS = ["path", "kind", "frame", "time_s", "faces_found", "face", "track", "x0", "y0", "x1", "y1", "score",
            *(f"{name}_{axis}" for name in LANDMARK_NAMES for axis in "xy"), "error"]
@@ -63,10 +63,6 @@ def _output(path: Path | None) -> Iterator[TextIO]:
         yield stream
 
 
-def _clean(value: object) -> object:
-    return None if isinstance(value, float) and value != value else value
-
-
 def run(args: argparse.Namespace) -> int:
     options = {"weights": str(args.face_detector_weights)} if args.face_detector_weights else {}
     cropper = FaceCropper.every_track(CropSpec(face_detector=args.face_detector, face_detector_options=options))
@@ -92,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
                     write_bytes_atomic(args.annotate / f"{path.stem}.faces.png", png_bytes(sheet))
             for row in rows:
                 if args.format == "csv":
-                    writer.writerow({k: "" if _clean(v) is None else v for k, v in row.items()})
+                    writer.writerow({k: "" if json_safe(v) is None else v for k, v in row.items()})
                 else:
-                    stream.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
+                    stream.write(json.dumps({k: json_safe(v) for k, v in row.items()}) + "\n")
     return 1 if failed else 0

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from crossfake.cli.evaluate import executor_from_args
 from crossfake.cli.run import add_experiment_arguments, data_overrides
-from crossfake.experiments.runner import DONE
 from crossfake.experiments.studies import LeakageConfig, run_leakage
+from crossfake.runs.experiment import Status
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,4 +50,4 @@ def run(args: argparse.Namespace) -> int:
         if executor is not None:
             executor.close()
     print("\n" + (out / "leakage.md").read_text(encoding="utf-8"))
-    return 0 if (table["status"] == DONE).all() else 1
+    return 0 if (table["status"] == Status.done).all() else 1

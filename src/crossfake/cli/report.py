@@ -25,6 +25,7 @@ import argparse
 from pathlib import Path
 
 from crossfake.reports.build import build_report, headline_text, load_summary
+from crossfake.runs.experiment import Status
 from crossfake.utils.errors import CrossfakeError
 
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         print(headline_text(summary, "markdown" if args.format == "markdown" else "text") + "\n")
     print(f"report: {paths.html}\n        {paths.markdown}\nmetrics: {paths.metrics_csv}, {paths.metrics_json.name}")
     incomplete = [f"{name} ({r['status']})" for name, r in summary.methods.items()
-                  if r["status"] != "done" or r.get("issues")]
+                  if r["status"] != Status.done or r.get("issues")]
     if incomplete:
         print(f"incomplete: {', '.join(incomplete)}; see the report's 'Failed or missing methods'")
     return 1 if args.strict and incomplete else 0

@@ -1,6 +1,6 @@
 """Run an experiment end to end: prepare, split, train each method, test, and write the report.
 
-EXPERIMENT is a YAML file or the name of a shipped experiment (report1, report2, demo). Everything lands
+EXPERIMENT is a YAML file or the name of a shipped experiment (listed under `experiment` below). Everything lands
 in one run directory (--out, default runs/<name>): the resolved config, the split manifest, one
 `crossfake train` run per method with its test predictions, and report/ (Markdown + HTML with tables,
 ROC figures, the split table, config and provenance).
@@ -42,8 +42,10 @@ from crossfake.cli.evaluate import add_executor_arguments, executor_from_args
 from crossfake.experiments import ExperimentConfig, run_experiment
 from crossfake.experiments.config import with_corpora
 from crossfake.reports import headline_text
+from crossfake.runs.experiment import Status
 from crossfake.utils.config import add_override_argument
 from crossfake.utils.errors import CrossfakeError
+from crossfake.utils.shipped import shipped_names
 
 
 def add_experiment_arguments(parser: argparse.ArgumentParser, what: str = "experiment") -> None:
@@ -58,7 +60,10 @@ def add_experiment_arguments(parser: argparse.ArgumentParser, what: str = "exper
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("experiment", help="experiment config: a YAML file or a shipped name (e.g. report1)")
+    parser.add_argument(
+        "experiment",
+        help=f"experiment config: a YAML file or a shipped name ({', '.join(shipped_names('experiments'))})",
+    )
     add_experiment_arguments(parser)
     parser.add_argument("--only", help="comma-separated method entries to run (the others are left as they are)")
     parser.add_argument("--no-report", action="store_true", help="do not build the report at the end")
@@ -116,10 +121,9 @@ def run(args: argparse.Namespace) -> int:
             executor.close()
 
     print(f"\nexperiment {config.name}: {result.run_dir}")
-    for name, entry in result.methods.items():
-        status = entry["status"]
-        detail = entry.get("error") if status == "failed" else ""
-        print(f"  {name:<20} {status}{': ' + detail if detail else ''}")
+    for name, entry in result.entries.items():
+        detail = entry.error if entry.status == Status.failed else ""
+        print(f"  {name:<20} {entry.status}{': ' + detail if detail else ''}")
     if not args.no_report:
         print("\n" + headline_text(result.run_dir))
         print(f"\nreport: {result.run_dir / 'report' / 'report.html'}")

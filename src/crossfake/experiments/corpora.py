@@ -22,6 +22,7 @@ from crossfake.data.preprocess import prepare
 from crossfake.data.sources import VideoRecord, get_source
 from crossfake.data.sources.base import first_per_method
 from crossfake.data.synth import synthesize
+from crossfake.executors.base import Executor
 from crossfake.experiments.config import CorpusSettings, ExperimentConfig
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.logging import get_logger
@@ -77,17 +78,18 @@ def corpus_records(
 
 
 def prepare_corpora(
-    config: ExperimentConfig, run_dir: Path, progress: bool = False
+    config: ExperimentConfig, run_dir: Path, progress: bool = False, executor: Executor | None = None
 ) -> tuple[pd.DataFrame | None, dict[str, Any]]:
-    """Crop every corpus of ``config``; returns their rows (``split`` = corpus name, crop paths absolute) and a
-    per-corpus summary for ``experiment.json``. ``(None, {})`` for an experiment without corpora."""
+    """Crop every corpus of ``config`` (in ``executor``'s workers, as the training corpus is); returns their
+    rows (``split`` = corpus name, crop paths absolute) and a per-corpus summary for ``experiment.json``.
+    ``(None, {})`` for an experiment without corpora."""
     if not config.corpora:
         return None, {}
     frames, summary = [], {}
     for name, corpus in config.corpora.items():
         records = corpus_records(name, corpus, run_dir, progress)
         out = corpus.cache or corpus_dir(run_dir, name) / "prepared"
-        result = prepare(records, out, config.prepare.prepare_config(), progress=progress)
+        result = prepare(records, out, config.prepare.prepare_config(), progress=progress, executor=executor)
         if result.manifest_rows == 0:
             raise CrossfakeError(f"corpus {name}: no face crop was found; see {out / 'failures.parquet'}")
         # prepare() wrote the manifest of exactly these records; the config rejects a cache shared with the

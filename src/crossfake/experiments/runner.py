@@ -1,6 +1,6 @@
 """Run an experiment end to end into one run directory, resuming whatever is already finished.
 
-Layout (format ``crossfake-experiment/1``)::
+Layout (format ``crossfake-experiment/1``; the record and its file names: :mod:`crossfake.runs.experiment`)::
 
     RUN/
       experiment.yaml        the resolved experiment config
@@ -35,6 +35,7 @@ import yaml
 
 from crossfake.data.audit import audit_split
 from crossfake.data.manifest import SPLIT_COLUMN, read_manifest, write_manifest
+from crossfake.data.predictions import PredictionColumns
 from crossfake.data.preprocess import prepare
 from crossfake.data.sources import get_source
 from crossfake.data.sources.base import first_per_method
@@ -44,27 +45,27 @@ from crossfake.executors.base import Executor, LocalExecutor
 from crossfake.experiments.config import ExperimentConfig
 from crossfake.experiments.corpora import append_corpus_rows, prepare_corpora
 from crossfake.reports import build_report
-from crossfake.reports.experiment import (
-    EXPERIMENT_FORMAT,
+from crossfake.runs.directory import read_run_info
+from crossfake.runs.experiment import (
+    ERROR_FILE,
     EXPERIMENT_JSON,
     EXPERIMENT_YAML,
+    METHODS_DIR,
     SPLIT_FILE,
+    Experiment,
+    MethodEntry,
+    Status,
     load_experiment,
+    write_experiment,
 )
-from crossfake.runs.directory import read_run_info
 from crossfake.scoring.run import load_for_scoring, score_run
 from crossfake.training.loop import train
 from crossfake.utils.errors import CrossfakeError
-from crossfake.utils.io import write_json_atomic, write_parquet_atomic, write_text_atomic
+from crossfake.utils.io import write_parquet_atomic, write_text_atomic
 from crossfake.utils.logging import get_logger
 from crossfake.utils.provenance import provenance
 
 log = get_logger("experiment")
-
-METHODS_DIR = "methods"
-ERROR_FILE = "error.log"
-
-DONE, FAILED, PENDING = "done", "failed", "pending"
 
 #: Config sections that fix the data: changing one on an existing run directory would mix two studies.
 DATA_KEYS = ("data", "prepare", "split", "corpora")
@@ -74,17 +75,28 @@ _DATA_DEFAULTS: dict[str, Any] = {"corpora": {}}
 
 @dataclass(frozen=True)
 class ExperimentRun:
-    """A run directory and its ``experiment.json`` record."""
+    """A run directory and its ``experiment.json`` record (:class:`crossfake.runs.experiment.Experiment`)."""
 
     run_dir: Path
-    record: dict[str, Any]
+    experiment: Experiment
+
+    @property
+    def entries(self) -> dict[str, MethodEntry]:
+        """Entry name -> its typed :class:`MethodEntry` (paths resolved against the run directory)."""
+        return self.experiment.methods
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """``experiment.json`` as a dict (a copy: change the record through :attr:`experiment`)."""
+        return self.experiment.to_json()
 
     @property
     def methods(self) -> dict[str, dict[str, Any]]:
+        """Entry name -> the entry as ``experiment.json`` stores it (a copy; :attr:`entries` are typed)."""
         return self.record["methods"]
 
     def failed(self) -> list[str]:
-        return [name for name, entry in self.methods.items() if entry["status"] == FAILED]
+        return self.experiment.failed()
 
 
 def run_experiment(
@@ -114,12 +126,12 @@ def run_experiment(
     if unknown:
         raise CrossfakeError(f"--only names no method entry of {config.name}: {unknown} "
                              f"(entries: {', '.join(config.methods)})")
-    record = _start(config, run_dir)
-    record["executor"] = (executor or LocalExecutor()).describe()
-    split_path = _data(config, run_dir, record, progress, executor)
+    experiment = _start(config, run_dir)
+    experiment.executor = (executor or LocalExecutor()).describe()
+    split_path = _data(config, run_dir, experiment, progress, executor)
 
     for name in config.methods:
-        entry = record["methods"].setdefault(name, {"status": PENDING})
+        entry = experiment.methods.setdefault(name, MethodEntry(name))
         if only and name not in only:
             continue
         if _finished(config, name, run_dir, split_path, entry):
@@ -129,20 +141,17 @@ def run_experiment(
         try:
             if on_method is not None:
                 on_method(name)
-            finished = _run_method(config, name, run_dir, split_path, progress, executor)
-            entry.clear()
-            entry.update(finished)
+            experiment.methods[name] = _run_method(config, name, run_dir, split_path, progress, executor)
         except KeyboardInterrupt:
             raise
         except Exception as e:  # one failing method is recorded; the others go on
             message = str(e) if isinstance(e, CrossfakeError) else f"{type(e).__name__}: {e}"
             log.error("%s failed: %s (traceback in %s)", name, message, run_dir / METHODS_DIR / name / ERROR_FILE)
             write_text_atomic(run_dir / METHODS_DIR / name / ERROR_FILE, traceback.format_exc())
-            entry.clear()
-            entry.update({"status": FAILED, "error": message})
-        write_json_atomic(run_dir / EXPERIMENT_JSON, record)
+            experiment.methods[name] = MethodEntry(name, status=Status.failed, error=message)
+        write_experiment(experiment)
 
-    result = ExperimentRun(run_dir, record)
+    result = ExperimentRun(run_dir, experiment)
     if report:
         build_report(run_dir, n_boot=config.bootstrap, allow_empty=True)
     return result
@@ -150,16 +159,18 @@ def run_experiment(
 
 def read_experiment(run_dir: str | Path) -> ExperimentRun:
     """The run directory's record; a clear error for a folder that is not an experiment run."""
-    return ExperimentRun(Path(run_dir), load_experiment(run_dir).record)
+    experiment = load_experiment(run_dir)
+    return ExperimentRun(experiment.run_dir, experiment)
 
 
 # -- steps --------------------------------------------------------------------------------------------
 
 
-def _start(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
-    """Check a resumed run has the same data settings; write the config; return the (old) record."""
+def _start(config: ExperimentConfig, run_dir: Path) -> Experiment:
+    """Check a resumed run has the same data settings; write the config; return the record (with the
+    entries of the previous run, if any)."""
     config_path = run_dir / EXPERIMENT_YAML
-    record: dict[str, Any] = {}
+    previous_entries: dict[str, MethodEntry] = {}
     if config_path.is_file():
         previous = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
         current = config.to_dict()
@@ -170,25 +181,26 @@ def _start(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
                 "studies. Choose a new output folder (or delete this one)."
             )
         if (run_dir / EXPERIMENT_JSON).is_file():
-            record = read_experiment(run_dir).record
+            previous_entries = load_experiment(run_dir).methods
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(config_path, config.to_yaml())
-    methods = {name: record.get("methods", {}).get(name, {"status": PENDING}) for name in config.methods}
-    record = {
-        "format": EXPERIMENT_FORMAT,
-        "name": config.name,
-        "description": config.description,
-        "provenance": provenance(),
-        "split": {"spec": config.split if isinstance(config.split, str) else "inline",
-                  "mode": config.split_spec().mode.value, "manifest": SPLIT_FILE},
-        "test_sets": {name: test.model_dump() for name, test in config.tests.items()},
-        "methods": methods,
-    }
-    write_json_atomic(run_dir / EXPERIMENT_JSON, record)
-    return record
+    config_text = config.to_yaml()
+    write_text_atomic(config_path, config_text)
+    experiment = Experiment(
+        run_dir=run_dir,
+        name=config.name,
+        description=config.description or "",
+        provenance=provenance(),
+        split={"spec": config.split if isinstance(config.split, str) else "inline",
+               "mode": config.split_spec().mode.value, "manifest": SPLIT_FILE},
+        test_sets={name: test.model_dump() for name, test in config.tests.items()},
+        methods={name: previous_entries.get(name) or MethodEntry(name) for name in config.methods},
+        config_text=config_text,
+    )
+    write_experiment(experiment)
+    return experiment
 
 
-def _data(config: ExperimentConfig, run_dir: Path, record: dict[str, Any], progress: bool,
+def _data(config: ExperimentConfig, run_dir: Path, experiment: Experiment, progress: bool,
           executor: Executor | None = None) -> Path:
     """synth -> prepare -> split; returns the split manifest's path."""
     data = config.data
@@ -212,7 +224,7 @@ def _data(config: ExperimentConfig, run_dir: Path, record: dict[str, Any], progr
     spec = config.split_spec()
     split_path = run_dir / SPLIT_FILE
     # The other corpora's test rows (cross-dataset), under split = the corpus's name.
-    corpora, record["corpora"] = prepare_corpora(config, run_dir, progress)
+    corpora, experiment.corpora = prepare_corpora(config, run_dir, progress, executor)
     # Rewritten only when it changes: a finished method's run records the split's sha256.
     if not split_path.is_file() or not split_path.with_suffix(".json").is_file() or not _same_rows(
             read_manifest(split_path), append_corpus_rows(assign_splits(read_manifest(prepared), spec), corpora)):
@@ -224,8 +236,8 @@ def _data(config: ExperimentConfig, run_dir: Path, record: dict[str, Any], progr
     audit = audit_split(split)
     if audit.leaks and spec.mode == SplitMode.identity:
         log.warning("the identity split shares people between splits:\n%s", audit.format())
-    record["split"]["audit"] = audit.to_dict()
-    write_json_atomic(run_dir / EXPERIMENT_JSON, record)
+    experiment.split["audit"] = audit.to_dict()
+    write_experiment(experiment)
     return split_path
 
 
@@ -259,7 +271,7 @@ def _same_rows(old: pd.DataFrame, new: pd.DataFrame) -> bool:
 
 
 def _run_method(config: ExperimentConfig, name: str, run_dir: Path, split_path: Path,
-                progress: bool, executor: Executor | None = None) -> dict[str, Any]:
+                progress: bool, executor: Executor | None = None) -> MethodEntry:
     """Train (or resume) one entry and score its test sets; the entry's record."""
     method_dir = run_dir / METHODS_DIR / name
     train_config = config.train_config(name, manifest=split_path, out=method_dir)
@@ -270,7 +282,7 @@ def _run_method(config: ExperimentConfig, name: str, run_dir: Path, split_path: 
     split = read_manifest(split_path)
     # With an executor its workers load the run (score_run loads it here only on the CPU, for the parts).
     loaded = load_for_scoring(method_dir) if executor is None else method_dir
-    predictions: dict[str, str] = {}
+    predictions: dict[str, Path] = {}
     for split_name in sorted({t.split for t in config.tests.values()}):
         sets = {k: t for k, t in config.tests.items() if t.split == split_name}
         sources = sorted({s for t in sets.values() for s in t.sources})
@@ -281,32 +293,32 @@ def _run_method(config: ExperimentConfig, name: str, run_dir: Path, split_path: 
         for test_name, test in sets.items():
             path = method_dir / f"predictions_{test_name}.parquet"
             write_parquet_atomic(path, scored[scored["method"].isin(test.sources)].reset_index(drop=True))
-            predictions[test_name] = str(path.relative_to(run_dir))
+            predictions[test_name] = path
     test_time = time.perf_counter() - started
 
     record = info.record
-    return {
-        "status": DONE,
-        "error": None,
-        "method": record["method"],
-        "run_dir": str(method_dir.relative_to(run_dir)),
-        "parameters": record["parameters"],
-        "wall_time_s": {"train": record["wall_time_s"], "test": round(test_time, 3)},
-        "threshold": info.threshold,
-        "threshold_rule": record.get("threshold_rule"),
-        "val_auc": info.val_auc,
-        "prediction_columns": record.get("prediction_columns"),
-        "predictions": predictions,
-    }
+    declared = record.get("prediction_columns")
+    return MethodEntry(
+        name=name,
+        status=Status.done,
+        method=record["method"],
+        run_dir=method_dir,
+        parameters=record["parameters"],
+        wall_time_s={"train": record["wall_time_s"], "test": round(test_time, 3)},
+        threshold=info.threshold,
+        threshold_rule=record.get("threshold_rule"),
+        val_auc=info.val_auc,
+        columns=PredictionColumns.from_dict(declared) if declared else PredictionColumns(),
+        predictions=predictions,
+    )
 
 
 def _finished(config: ExperimentConfig, name: str, run_dir: Path, split_path: Path,
-              entry: dict[str, Any]) -> bool:
+              entry: MethodEntry) -> bool:
     """Whether entry ``name`` has every test set's predictions, made with the config asked for now."""
-    files = entry.get("predictions") or {}
-    if entry.get("status") != DONE or not set(files) >= set(config.tests):
+    if entry.status != Status.done or not set(entry.predictions) >= set(config.tests):
         return False
-    if not all((run_dir / p).is_file() for p in files.values()):
+    if not all(p.is_file() for p in entry.predictions.values()):
         return False
     method_dir = run_dir / METHODS_DIR / name
     try:

@@ -49,11 +49,11 @@ from crossfake.data.synth import synthesize
 from crossfake.evaluation.aggregate import ALL, evaluate_predictions
 from crossfake.executors.base import Executor
 from crossfake.experiments.config import ExperimentConfig, deep_merge, resolve_experiment_path
-from crossfake.experiments.runner import DONE, ExperimentRun, read_experiment, run_experiment
-from crossfake.reports.experiment import SPLIT_FILE
+from crossfake.experiments.runner import ExperimentRun, read_experiment, run_experiment
+from crossfake.runs.experiment import SPLIT_FILE, MethodEntry, Status
 from crossfake.utils.config import apply_overrides, read_yaml, validate_config
 from crossfake.utils.errors import CrossfakeError
-from crossfake.utils.io import write_json_atomic, write_table_atomic, write_text_atomic
+from crossfake.utils.io import json_safe, write_json_atomic, write_table_atomic, write_text_atomic
 from crossfake.utils.logging import get_logger
 from crossfake.utils.shipped import resolve_shipped
 
@@ -327,21 +327,26 @@ def _arm_rows(config: LeakageConfig, experiment: ExperimentConfig, result: Exper
     for test_name, name in itertools.product(config.test_sets(), config.entries()):
         test = experiment.tests[test_name]
         audit = audit_test_set(split, test.sources, test=test.split)
-        entry = result.methods.get(name, {})
+        entry = result.entries.get(name)
         row: dict[str, Any] = {"test": test_name, "method": name, "arm": arm.value, "seed": seed,
-                               "status": entry.get("status"), "error": entry.get("error")}
-        if entry.get("status") == DONE:
-            preds = pd.read_parquet(result.run_dir / entry["predictions"][test_name])
-            ev = evaluate_predictions(preds, threshold=entry["threshold"], n_boot=experiment.bootstrap)
-            row["val_auc"] = entry["val_auc"]
+                               "status": _status(entry), "error": entry.error if entry else None}
+        if entry is not None and entry.status == Status.done:
+            preds = pd.read_parquet(entry.predictions[test_name])
+            ev = evaluate_predictions(preds, threshold=entry.threshold, n_boot=experiment.bootstrap)
+            row["val_auc"] = entry.val_auc
             for level, key in (("frame", "frame"), ("video_mean", "video")):
                 r = ev.results
                 hit = r[(r["level"] == level) & (r["group"] == ALL) & (r["metric"] == "auc")].iloc[0]
                 row[f"{key}_auc"], row[f"{key}_low"], row[f"{key}_high"] = hit["value"], hit["ci_low"], hit["ci_high"]
             row["test_frames"], row["test_videos"] = len(preds), preds["video_id"].nunique()
-            row["train_s"] = entry["wall_time_s"]["train"]
+            row["train_s"] = entry.wall_time_s["train"]
         rows.append(row | audit)
     return rows
+
+
+def _status(entry: MethodEntry | None) -> str | None:
+    """An entry's status as a plain string for a table (None: the experiment has no such entry)."""
+    return None if entry is None else str(entry.status)
 
 
 def _with_gaps(table: pd.DataFrame, reference: LeakageArm) -> pd.DataFrame:
@@ -352,7 +357,7 @@ def _with_gaps(table: pd.DataFrame, reference: LeakageArm) -> pd.DataFrame:
     for key in ("frame", "video"):
         if f"{key}_auc" not in table:
             table[[f"{key}_auc", f"{key}_low", f"{key}_high"]] = math.nan
-        ref = table[(table["arm"] == reference.value) & (table["status"] == DONE)].set_index(keys)[f"{key}_auc"]
+        ref = table[(table["arm"] == reference.value) & (table["status"] == Status.done)].set_index(keys)[f"{key}_auc"]
         ref_auc = pd.Series(list(table[keys].itertuples(index=False, name=None))).map(ref.to_dict()).to_numpy()
         table[f"{key}_gap"] = table[f"{key}_auc"] - ref_auc
         table[f"{key}_ref_below_ci"] = ref_auc < table[f"{key}_low"]
@@ -365,7 +370,7 @@ def leakage_summary(table: pd.DataFrame, config: LeakageConfig) -> pd.DataFrame:
     rows = []
     for test, name, arm in itertools.product(config.test_sets(), config.entries(), config.arms):
         part = table[(table["test"] == test) & (table["method"] == name) & (table["arm"] == arm.value)
-                     & (table["status"] == DONE)]
+                     & (table["status"] == Status.done)]
         row: dict[str, Any] = {"test": test, "method": name, "arm": arm.value, "seeds": len(part)}
         for col in ("frame_auc", "video_auc", "frame_gap", "video_gap"):
             row[f"{col}_mean"] = part[col].mean() if len(part) else math.nan
@@ -382,17 +387,17 @@ def study_table(result: ExperimentRun, test: str, cells: Mapping[str, Mapping[st
     """One row per cell: its settings, validation AUC, test metrics, parameters and train time."""
     rows = []
     for name, settings in cells.items():
-        entry = result.methods.get(name, {})
+        entry = result.entries.get(name)
         row: dict[str, Any] = {"cell": name, **{k.rsplit(".", 1)[-1]: v for k, v in settings.items()}}
-        row["status"] = entry.get("status")
-        if entry.get("status") == DONE:
-            preds = pd.read_parquet(result.run_dir / entry["predictions"][test])
-            ev = evaluate_predictions(preds, threshold=entry["threshold"], n_boot=0)
-            row["val_auc"] = entry["val_auc"]
+        row["status"] = _status(entry)
+        if entry is not None and entry.status == Status.done:
+            preds = pd.read_parquet(entry.predictions[test])
+            ev = evaluate_predictions(preds, threshold=entry.threshold, n_boot=0)
+            row["val_auc"] = entry.val_auc
             for level, metric in TABLE_METRICS:
                 row[f"{level}_{metric}"] = ev.value(level, "all", metric)
-            row["trainable"] = entry["parameters"]["trainable"]
-            row["train_s"] = entry["wall_time_s"]["train"]
+            row["trainable"] = entry.parameters["trainable"]
+            row["train_s"] = entry.wall_time_s["train"]
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -421,7 +426,7 @@ def _heatmaps(config: AblationConfig, table: pd.DataFrame, folder: Path) -> list
 def _ablation_markdown(config: AblationConfig, table: pd.DataFrame, figures: list[Path], run_dir: Path) -> str:
     from crossfake.evaluation.tables import render
 
-    done = table[table["status"] == DONE]
+    done = table[table["status"] == Status.done]
     lines = [f"# Ablation {config.name}", "", config.description or "", "",
              f"Method entry `{config.method}`, test set {config.test}. Cells ranked by validation AUC; "
              "the test columns are reported, never used for selection.", ""]
@@ -486,7 +491,7 @@ def leakage_markdown(config: LeakageConfig, base: ExperimentConfig, table: pd.Da
                 cell, gap = _mean_sd(r, "frame_auc"), r["frame_gap_mean"]
             else:
                 r = _row(table, test, name, arm.value, config.seeds[0])
-                cell = _auc_cell(r, "frame") if r["status"] == DONE else str(r["status"])
+                cell = _auc_cell(r, "frame") if r["status"] == Status.done else str(r["status"])
                 gap = r["frame_gap"]
             cells.append(cell + ("" if arm == config.reference or not math.isfinite(gap) else f" ({gap:+.3f})"))
         body.append([test, f"`{name}`", *cells])
@@ -516,7 +521,7 @@ def leakage_markdown(config: LeakageConfig, base: ExperimentConfig, table: pd.Da
                 for _, r in rows.iterrows()]
         lines += [render(["arm", *(["seed"] if several else []), "frame AUC [95% CI]", "video AUC [95% CI]",
                           f"gap to {ref} (frame / video)", *audit_titles], body, fmt="markdown"), ""]
-        failed = rows[rows["status"] != DONE]
+        failed = rows[rows["status"] != Status.done]
         if len(failed):
             lines += [f"Failed: {', '.join(f'{r.arm} seed {r.seed}' for r in failed.itertuples())} "
                       f"(see each arm's `experiment.json` and `methods/{name}/error.log`).", ""]
@@ -537,7 +542,7 @@ def _auc_cell(r: Mapping[str, Any], key: str) -> str:
 
 
 def _result_cells(r: Mapping[str, Any], ref: str) -> list[str]:
-    if r["status"] != DONE:
+    if r["status"] != Status.done:
         return [f"{r['status']}: {r['error']}", "", ""]
     return [_auc_cell(r, "frame"), _auc_cell(r, "video"), _gap_cell(r["frame_gap"], r["video_gap"], r["arm"] == ref)]
 
@@ -573,11 +578,7 @@ def _mean_sd(row: Mapping[str, Any], col: str) -> str:
 
 def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as JSON-ready dicts (NaN -> None, numpy scalars -> Python)."""
-    out = []
-    for record in table.to_dict(orient="records"):
-        out.append({k: (None if isinstance(v, float) and not math.isfinite(v) else
-                        v.item() if hasattr(v, "item") else v) for k, v in record.items()})
-    return out
+    return [json_safe(record) for record in table.to_dict(orient="records")]
 
 
 def _fmt(v: Any) -> str:
@@ -622,7 +623,7 @@ def run_cross_dataset(config: ExperimentConfig, run_dir: str | Path, *, only: It
     table = cross_dataset_table(config, result)
     write_table_atomic(run_dir / f"{CROSS_DATASET}.csv", table)
     write_json_atomic(run_dir / f"{CROSS_DATASET}.json", {
-        "experiment": config.name, "corpora": result.record.get("corpora", {}),
+        "experiment": config.name, "corpora": result.experiment.corpora,
         "in_domain": [t for t, test in config.tests.items() if test.split not in config.corpora],
         "rows": _records(table), "average": _records(cross_dataset_average(config, table)),
     })
@@ -635,12 +636,12 @@ def cross_dataset_table(config: ExperimentConfig, result: ExperimentRun) -> pd.D
     AUC with their bootstrap CIs (``config.bootstrap`` resamples over videos), test videos and frames."""
     rows = []
     for name, (test_name, test) in itertools.product(config.methods, config.tests.items()):
-        entry = result.methods.get(name, {})
+        entry = result.entries.get(name)
         row: dict[str, Any] = {"method": name, "test": test_name, "corpus": test.split in config.corpora,
-                               "status": entry.get("status"), "error": entry.get("error")}
-        if entry.get("status") == DONE and test_name in entry.get("predictions", {}):
-            preds = pd.read_parquet(result.run_dir / entry["predictions"][test_name])
-            ev = evaluate_predictions(preds, threshold=entry["threshold"], n_boot=config.bootstrap)
+                               "status": _status(entry), "error": entry.error if entry else None}
+        if entry is not None and entry.status == Status.done and test_name in entry.predictions:
+            preds = pd.read_parquet(entry.predictions[test_name])
+            ev = evaluate_predictions(preds, threshold=entry.threshold, n_boot=config.bootstrap)
             row |= _auc_columns(ev.results)
             row["videos"], row["frames"] = preds["video_id"].nunique(), len(preds)
         rows.append(row)
@@ -682,7 +683,7 @@ def cross_dataset_markdown(config: ExperimentConfig, result: ExperimentRun, tabl
 
     corpora = list(config.corpora)
     in_domain = [t for t, test in config.tests.items() if test.split not in config.corpora]
-    info = result.record.get("corpora", {})
+    info = result.experiment.corpora
     spec = config.split_spec()
     trained = [s for s, shares in spec.sources.items() if shares.train > 0]
     lines = [f"# Cross-dataset: {config.name}", "", *([config.description.strip(), ""] if config.description else []),
@@ -705,10 +706,10 @@ def cross_dataset_markdown(config: ExperimentConfig, result: ExperimentRun, tabl
             for test in (*in_domain, *corpora):
                 r = table[(table["method"] == name) & (table["test"] == test)].iloc[0]
                 cells.append(format_with_ci(r[f"{key}_auc"], r[f"{key}_low"], r[f"{key}_high"])
-                             if r["status"] == DONE else str(r["status"]))
+                             if r["status"] == Status.done else str(r["status"]))
             body.append([f"`{name}`", *cells, format_number(averages.loc[name, f"{key}_auc"])])
         lines += ["", f"## {title}", "", render(header, body, fmt="markdown", align="l" + "r" * (len(header) - 1))]
-    failed = table[table["status"] != DONE]["method"].unique()
+    failed = table[table["status"] != Status.done]["method"].unique()
     lines += ["", "AUC [95% CI]: percentile bootstraps over test videos. avg: the mean AUC over the other corpora "
               "(in-domain test sets excluded), as the papers report it.",
               *([f"Failed: {', '.join(failed)} (see experiment.json and methods/<entry>/error.log)."] if len(failed)

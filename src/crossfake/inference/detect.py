@@ -59,6 +59,7 @@ from crossfake.scoring.device import autocast, detector_device, resolve_device, 
 from crossfake.scoring.predict import sigmoid
 from crossfake.scoring.run import load_for_scoring
 from crossfake.utils.errors import CrossfakeError
+from crossfake.utils.io import json_safe
 from crossfake.utils.logging import get_logger
 
 log = get_logger("detect")
@@ -205,7 +206,7 @@ class DetectionResult:
                 "time": round(f.time, 4),
                 "score": f.score,
                 "faces_found": f.faces_found,
-                "faces": [_clean(asdict(face)) for face in f.faces],
+                "faces": [json_safe(asdict(face)) for face in f.faces],
             }
             for f in self.frames
         ]
@@ -225,25 +226,12 @@ class DetectionResult:
             "sampling": self.sampling,
             "frames_sampled": len(self.frames),
             "frames_without_face": [f.index for f in self.no_face_frames],
-            "tracks": [_clean(asdict(t)) for t in self.tracks],
+            "tracks": [json_safe(asdict(t)) for t in self.tracks],
             "explanation": self.explanation,
             "notes": self.notes,
             "timing": {k: round(v, 4) for k, v in asdict(self.timing).items()},
             "frames": frames,
         }
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN -> None, tuples -> lists, numpy scalars -> Python."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 # -- crop settings ----------------------------------------------------------------------------------------
@@ -318,7 +306,7 @@ class DetectPipeline:
         self.batch_size = batch_size
         self.max_pixels = max_pixels
         self.device = detector_device(detector)
-        self.precision = resolve_precision("auto", self.device)
+        self.precision = resolve_precision(info.config.train.precision, self.device)  # as validated in training
 
     @classmethod
     def from_run(
@@ -469,7 +457,7 @@ class DetectPipeline:
                 logits, details = self.detector.predict_details(send_to_device(inputs, self.device))
             logits = logits.float().cpu().numpy()
             for k in range(len(batch)):
-                scores.append((float(logits[k]), {name: _clean(v[k]) for name, v in details.items()}))
+                scores.append((float(logits[k]), {name: json_safe(v[k]) for name, v in details.items()}))
         timing.model += time.perf_counter() - t0
         return scores
 

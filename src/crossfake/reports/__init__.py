@@ -1,6 +1,7 @@
 """Experiment reports: Markdown and a self-contained HTML page rebuilt from an experiment's saved predictions.
 
-- :mod:`.experiment`: reading an experiment run directory (``crossfake-experiment/1``).
+- :mod:`.experiment`: reading an experiment run directory (``crossfake-experiment/1``); its record is
+  :mod:`crossfake.runs.experiment`, re-exported.
 - :mod:`.collect`: every metric recomputed with :func:`crossfake.evaluation.evaluate_predictions`.
 - :mod:`.tables`: the headline, methods, split, detail and comparison tables.
 - :mod:`.document`: blocks rendered to Markdown or one HTML page with embedded figures.
@@ -11,7 +12,7 @@
 from crossfake.reports.build import ReportPaths, build_report, headline_text, load_summary
 from crossfake.reports.collect import ReportData, Summary, collect
 from crossfake.reports.compare import ComparePaths, compare_runs, compare_text, load_runs, write_comparison
-from crossfake.reports.experiment import Experiment, MethodEntry, load_experiment
+from crossfake.reports.experiment import Experiment, MethodEntry, Status, load_experiment
 
 __all__ = [
     "ComparePaths",
@@ -19,6 +20,7 @@ __all__ = [
     "MethodEntry",
     "ReportData",
     "ReportPaths",
+    "Status",
     "Summary",
     "build_report",
     "collect",

@@ -31,6 +31,7 @@ from crossfake.reports.experiment import (
     VAL_PREDICTIONS,
     Experiment,
     MethodEntry,
+    Status,
     read_predictions,
     relative_name,
 )
@@ -294,7 +295,7 @@ def _input(run_dir: Path, path: Path, rows: int | None) -> dict[str, Any]:
 
 def _method_record(entry: MethodEntry, threshold: float | None, source: str, run_dir: Path) -> dict[str, Any]:
     return {
-        "status": entry.status, "error": entry.error, "method": entry.method,
+        "status": str(entry.status), "error": entry.error, "method": entry.method,
         "parameters": entry.parameters, "wall_time_s": entry.wall_time_s,
         "threshold": threshold, "threshold_source": source, "threshold_rule": entry.threshold_rule,
         "val_auc": entry.val_auc, "issues": entry.issues,
@@ -309,7 +310,7 @@ def _evaluate_method(data: ReportData, entry: MethodEntry, n_boot: int, seed: in
         The tidy results, one frame per (test set, threshold) evaluated.
     """
     run_dir = data.experiment.run_dir
-    done = entry.status == "done"
+    done = entry.status == Status.done
     threshold, source, val_path = _val_threshold(entry, run_dir) if done else (None, "none", None)
     if val_path is not None:
         data.inputs.append(_input(run_dir, val_path, None))

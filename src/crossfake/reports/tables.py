@@ -19,6 +19,7 @@ import pandas as pd
 from crossfake.evaluation.aggregate import ALL
 from crossfake.evaluation.tables import MISSING, Table, format_number, format_with_ci, result_tables
 from crossfake.reports.collect import HALF, VAL, Summary
+from crossfake.runs.experiment import Status
 
 #: Metric key -> (column title, level, metric of the tidy results). Keys usable with ``crossfake compare``.
 METRICS: dict[str, tuple[str, str, str]] = {
@@ -128,7 +129,7 @@ class _Lookup:
 def _status(summary: Summary, lookup: _Lookup, test_set: str, method: str) -> str | None:
     """Why a method has no numbers on a test set, or None when it has."""
     status = summary.methods[method]["status"]
-    if status != "done":
+    if status != Status.done:
         return status
     return None if lookup.threshold(test_set, method) else "missing"
 
@@ -192,9 +193,9 @@ def issues_table(summary: Summary) -> Table | None:
     """Failed, pending and missing methods with their error or problem, one row per message; None if all ran."""
     rows = []
     for method, r in summary.methods.items():
-        if r["status"] == "failed":
+        if r["status"] == Status.failed:
             rows.append([method, "failed", r.get("error") or "(no error message recorded)"])
-        elif r["status"] == "pending":
+        elif r["status"] == Status.pending:
             rows.append([method, "pending", "not run (yet)"])
         rows += [[method, r["status"], issue] for issue in r.get("issues") or []]
     return Table("Failed or missing methods", ["method", "status", "problem"], rows, "lll") if rows else None

@@ -144,7 +144,7 @@ class TrainOptions(BaseModel):
     )
     max_steps: int | None = Field(None, ge=1, description="stop after N optimizer steps (quick tries)")
     log_every: int = Field(20, ge=1, description="log the running loss every N optimizer steps")
-    num_workers: int | None = Field(None, ge=0, description="data-loading processes; null = min(4, CPUs - 1)")
+    num_workers: int | None = Field(None, ge=0, description="data-loading processes; null = CPUs - 1, at most 4 on the CPU, 32 on a GPU")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 autocast on a CUDA device that supports it, fp32 otherwise"

@@ -105,9 +105,10 @@ def make_loader(
         collate_fn: e.g. :class:`Collate` of the detector's ``collate`` (default: torch's).
         sampler: the order of the items (None: row order), e.g. training's ``EpochShuffle``.
         seed: seeds the generator each new iterator draws its worker base seed from.
-        num_workers: loading processes (None: :func:`~crossfake.utils.workers.default_workers`).
+        num_workers: loading processes (None: :func:`~crossfake.utils.workers.default_workers`, for a
+            GPU where CUDA is visible).
     """
-    workers = default_workers() if num_workers is None else num_workers
+    workers = default_workers(gpu=torch.cuda.is_available()) if num_workers is None else num_workers
     # Every new iterator draws a base seed from the loader's generator. Left to the global RNG, that draw
     # would shift the dropout stream by when loaders happen to be iterated, and a resumed run (which
     # creates its iterator mid-epoch) would drift from an uninterrupted one.

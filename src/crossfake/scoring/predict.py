@@ -1,8 +1,9 @@
 """Score manifest rows with a detector, streaming: memory stays bounded whatever the number of frames.
 
 Report 1 had to cut its Face2Face test set from 509,084 to 100,000 frames because its scoring held every
-image in memory. Here images are loaded, scored and written batch by batch: at most one batch of images
-(or of cached features) and one batch of output rows is in memory at a time.
+image in memory. Here images are loaded and scored batch by batch: at most one batch of images (or of
+cached features) per loader, and one part's output rows (``part_rows`` rows of scores, no images), are in
+memory at a time.
 
 With ``out``, the rows go to Parquet part files of ``part_rows`` rows under a hidden folder beside
 ``out``, each written through a temporary file; when all parts exist they are streamed into ``out``

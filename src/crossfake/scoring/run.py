@@ -23,7 +23,7 @@ import torch
 from crossfake.data.manifest import read_manifest
 from crossfake.executors.base import Executor
 from crossfake.methods.base import Detector
-from crossfake.runs.directory import BEST_DIR, RunInfo, load_run, read_run_info
+from crossfake.runs.directory import BEST_DIR, RunInfo, load_run
 from crossfake.scoring.data import CropTransform
 from crossfake.scoring.device import resolve_device, resolve_precision
 from crossfake.scoring.features import FeatureCache
@@ -56,8 +56,7 @@ def load_for_scoring(
         CrossfakeError: no CUDA device for ``cuda``; the folder is missing, unfinished or of another format.
     """
     target = resolve_device(device)
-    info = read_run_info(run_dir)  # checks the format before a backbone is loaded
-    detector, info = load_run(info.run_dir, weights=weights)
+    detector, info = load_run(run_dir, weights=weights)  # checks the run's format before the backbone loads
     return ScoringRun(detector.to(target), info, target, weights)
 
 
@@ -128,7 +127,8 @@ def score_run(
         out: Parquet file the predictions stream to (resumable); None: only returned.
         weights: ``best`` or ``last`` (with a run directory).
         device: ``auto``/None, ``cpu`` or ``cuda`` (with a run directory), see :func:`load_for_scoring`.
-        precision: ``auto``/None (bf16 autocast on CUDA, fp32 on the CPU), ``fp32`` or ``bf16``.
+        precision: ``auto`` (bf16 autocast on CUDA, fp32 on the CPU), ``fp32`` or ``bf16``; None: the run's
+            ``train.precision``, as it was validated during training.
         batch_size: images per batch; None: the run's ``train.eval_batch_size`` (else its batch size).
         num_workers: image-loading processes; None: the run's ``train.num_workers`` (else the default).
         feature_cache: None: as the run was trained (``train.feature_cache``, in ``train.cache_dir``);
@@ -165,7 +165,7 @@ def score_run(
             target = resolve_device(device)  # checked here, before any worker starts
             loaded = load_for_scoring(run, weights=weights, device="cpu")
         # Workers decide nothing: the precision is resolved for their device, here; GPU tasks for CUDA.
-        precision = resolve_precision(precision or "auto", target)
+        precision = resolve_precision(precision or loaded.info.config.train.precision, target)
         executor = executor.for_device(target.type)
         extra["loader"] = RunLoader(str(loaded.info.run_dir.absolute()), loaded.weights, target.type)
     config = loaded.info.config
@@ -182,7 +182,7 @@ def score_run(
         batch_size or config.eval_batch_size,
         out=out,
         cache=cache,
-        precision=precision or "auto",
+        precision=precision or opts.precision,
         num_workers=num_workers if num_workers is not None else opts.num_workers,
         progress=progress,
         crop_transform=transform,

@@ -34,6 +34,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ import numpy as np
 import pandas as pd
 import torch
 from accelerate import Accelerator
-from accelerate.utils import send_to_device, set_seed
+from accelerate.utils import InitProcessGroupKwargs, send_to_device, set_seed
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
@@ -146,7 +147,7 @@ def train(
     Returns:
         The finished run, as :func:`~crossfake.runs.directory.read_run_info` reads it back.
     """
-    accelerator = Accelerator(cpu=config.train.device == "cpu")
+    accelerator = Accelerator(cpu=config.train.device == "cpu", kwargs_handlers=[_PROCESS_GROUP])
     if config.train.device == "cuda" and accelerator.device.type != "cuda":
         raise CrossfakeError("train.device is 'cuda' but no CUDA device is visible")
     # The main process checks the folder and writes config.yaml before the others look at it: a process
@@ -159,6 +160,12 @@ def train(
     # process returns the same finished run.
     accelerator.wait_for_everyone()
     return read_run_info(run_dir)
+
+
+#: The other processes wait while the main one scores the validation set and writes the run (see
+#: :func:`train`); torch's default process-group time-out (10 min with NCCL) is shorter than that takes for a
+#: large validation set with a 7B model, so waits may last this long.
+_PROCESS_GROUP = InitProcessGroupKwargs(timeout=timedelta(hours=6))
 
 
 def _train(
@@ -425,7 +432,7 @@ def _load_data(
         val_rows["video_id"].nunique(),
         config.data.manifest,
     )
-    workers = default_workers() if opts.num_workers is None else opts.num_workers
+    workers = default_workers(gpu=accelerator.device.type == "cuda") if opts.num_workers is None else opts.num_workers
 
     # Decided by the detector's declared capability, never by its name. A detector that overrides
     # training_step has a loss of its own, which training the head with BCE would silently replace.

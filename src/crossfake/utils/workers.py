@@ -17,12 +17,18 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def default_workers() -> int:
-    """Worker processes when the config says null: every available CPU but one, at most 4.
+#: Most worker processes a default starts (each holds its prefetched batches in memory).
+MAX_WORKERS = 32
+
+
+def default_workers(gpu: bool = False) -> int:
+    """Worker processes when the config says null: every available CPU but one; at most 4 unless they feed
+    a GPU (``gpu``), at most :data:`MAX_WORKERS` then.
 
     The main process keeps one CPU (it runs the model, or collects and writes the workers' results); on a
-    single CPU that leaves 0, which every caller reads as "work in the main process". Past 4 workers,
-    crop decoding and face detection stop being the bottleneck of a GPU run and each extra process costs
-    memory.
+    single CPU that leaves 0, which every caller reads as "work in the main process". On the CPU the model
+    is the bottleneck (ViT-B/32: ~15 crops/s per core against ~250 crops/s per core for decoding and
+    preprocessing a crop, see ``benchmarks/bench_data_path.py``), so more loaders only take cores from it.
+    A GPU scores ViT-B/32 crops 10,000/s and more: every core is needed to feed it.
     """
-    return max(0, min(4, available_cpus() - 1))
+    return max(0, min(MAX_WORKERS if gpu else 4, available_cpus() - 1))

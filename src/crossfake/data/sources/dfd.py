@@ -81,44 +81,22 @@ class DeepFakeDetection:
                 )
 
     def records(self) -> list[VideoRecord]:
-        out: list[VideoRecord] = []
+        # (folder, name pattern, what the name should look like, method, label); a real video's one actor is
+        # both its target and its source
+        kinds = [(FAKE_DIR, _FAKE_NAME, "<target>_<source>__<scene>__<hash>", FAKE_METHOD, 1)]
         if self.include_real:
-            for path in list_media(self._dir(REAL_DIR)):
-                m = _REAL_NAME.match(path.stem)
+            kinds.insert(0, (REAL_DIR, _REAL_NAME, "<actor>__<scene>", REAL, 0))
+        out: list[VideoRecord] = []
+        for folder, pattern, expected, method, label in kinds:
+            for path in list_media(self._dir(folder)):
+                m = pattern.match(path.stem)
                 if m is None:
-                    log.warning("skipping %s: not named <actor>__<scene>", path)
+                    log.warning("skipping %s: not named %s", path, expected)
                     continue
-                actor = m.group(1)
-                out.append(
-                    VideoRecord(
-                        path=path,
-                        dataset=self.name,
-                        method=REAL,
-                        name=path.stem,
-                        label=0,
-                        target_id=actor,
-                        source_id=actor,
-                        compression=self.compression,
-                    )
-                )
-        for path in list_media(self._dir(FAKE_DIR)):
-            m = _FAKE_NAME.match(path.stem)
-            if m is None:
-                log.warning("skipping %s: not named <target>_<source>__<scene>__<hash>", path)
-                continue
-            target, source = m.group(1), m.group(2)
-            out.append(
-                VideoRecord(
-                    path=path,
-                    dataset=self.name,
-                    method=FAKE_METHOD,
-                    name=path.stem,
-                    label=1,
-                    target_id=target,
-                    source_id=source,
-                    compression=self.compression,
-                )
-            )
+                target = m.group(1)
+                source = m.group(2) if label else target
+                out.append(VideoRecord(path=path, dataset=self.name, method=method, name=path.stem, label=label,
+                                       target_id=target, source_id=source, compression=self.compression))
         if not out:
             raise CrossfakeError(
                 f"no DeepFakeDetection videos found under {self.root} for compression {self.compression!r} "
