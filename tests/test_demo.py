@@ -22,13 +22,17 @@ from crossfake.reports import load_summary
 
 pytestmark = pytest.mark.slow
 
-#: The methods that learn from the training data (the tiny Qwen's answers are noise by construction).
-LEARNERS = ("linear_probe", "lora", "visual_prompt")
+#: Entries that learn FaceSwap, with the frame AUC each reaches on it at every training seed measured. Over
+#: seeds 0, 1, 2 (`crossfake run demo --set defaults.train.seed=S`): linear_probe 0.740/0.717/0.751, lora
+#: 0.869/0.869/0.882, visual_prompt 0.776/0.768/0.789, prompt_tuning 0.697/0.708/0.722; on the unseen
+#: NeuralTextures and Face2Face every one of them stays at 0.49-0.57, at least 0.18 below its FaceSwap AUC.
+#: (reprogramming stays near 0.56 on FaceSwap, the tiny Qwen's answers are noise by construction.)
+LEARNERS = {"linear_probe": 0.7, "lora": 0.8, "visual_prompt": 0.7, "prompt_tuning": 0.65}
 
 
 def test_demo_shows_the_cross_manipulation_drop(tmp_path: Path) -> None:
     config = ExperimentConfig.from_yaml("demo", overrides=[f"defaults.train.cache_dir={tmp_path / 'features'}"])
-    result = run_experiment(config, tmp_path / "demo", progress=False, only=LEARNERS)
+    result = run_experiment(config, tmp_path / "demo", progress=False, only=list(LEARNERS))
     assert not result.failed()
     assert (tmp_path / "demo" / "report" / "report.html").is_file()
 
@@ -37,9 +41,9 @@ def test_demo_shows_the_cross_manipulation_drop(tmp_path: Path) -> None:
     r = summary.results
     frame = r[(r["threshold"] == "val") & (r["level"] == "frame") & (r["group"] == ALL) & (r["metric"] == "auc")]
     auc = frame.set_index(["test_set", "method"])["value"]
-    for method in LEARNERS:
-        assert auc["FaceSwap", method] >= 0.7, auc
+    for method, seen in LEARNERS.items():
+        assert auc["FaceSwap", method] >= seen, auc
         for unseen in ("NeuralTextures", "Face2Face"):
-            assert auc[unseen, method] <= auc["FaceSwap", method] - 0.15, (method, unseen, auc)
+            assert auc[unseen, method] <= min(0.6, auc["FaceSwap", method] - 0.12), (method, unseen, auc)
     # The methods differ: fine-tuning the backbone (LoRA) beats a probe of its frozen features.
     assert auc["FaceSwap", "lora"] > auc["FaceSwap", "linear_probe"] + 0.05, auc

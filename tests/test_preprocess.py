@@ -387,8 +387,15 @@ def test_config_validation(tmp_path: Path) -> None:
     (tmp_path / "c.yaml").write_text("frames: 8\nno_face: center\nsizee: 3\n")
     with pytest.raises(CrossfakeError, match="c.yaml.*sizee"):
         PrepareConfig.from_yaml(tmp_path / "c.yaml")
+    (tmp_path / "c.yaml").write_text("- frames: 8\n")
+    with pytest.raises(CrossfakeError, match="c.yaml: expected a mapping of prepare settings, got list"):
+        PrepareConfig.from_yaml(tmp_path / "c.yaml")
+    (tmp_path / "c.yaml").write_text("frames: 0\nmargin: 0.9\n")  # every bad key named
+    with pytest.raises(CrossfakeError, match=r"c.yaml: invalid prepare config: frames: .*; crop.margin: "):
+        PrepareConfig.from_yaml(tmp_path / "c.yaml")
     (tmp_path / "c.yaml").write_text("frames: 8\nno_face: center\n")
     assert PrepareConfig.from_yaml(tmp_path / "c.yaml").crop.no_face == "center"
+    assert PrepareConfig.from_yaml(tmp_path / "c.yaml", frames=4).frames == 4
 
 
 def test_crop_keeps_the_largest_face_with_margin(tmp_path: Path, media: dict[str, Path]) -> None:

@@ -2,7 +2,7 @@
 
 STUDY is a YAML file or a shipped study: `leakage` (report 2's data and shares, linear probe and LoRA on
 CLIP ViT-B/32, NeuralTextures test; give the corpus with --data) or `leakage-demo` (the demo's synthetic
-FF++ and small models; runs offline in minutes). The arms:
+FF++ and small models, FaceSwap test; runs offline in minutes). The arms:
 
   frames-all  the reports' leaky split: frames of every video of every source, the test manipulation's
               included, at random over train/val/test

@@ -68,7 +68,7 @@ from crossfake.data.preprocess.faces import FaceCrop, FaceCropper
 from crossfake.data.preprocess.video import Sampling, VideoReadError, decode_frames, sample_frames
 from crossfake.data.sources.base import VideoRecord
 from crossfake.executors import Executor, LocalExecutor, WorkerDied
-from crossfake.utils.config import read_yaml
+from crossfake.utils.config import describe_error, read_yaml
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import atomic_path, write_bytes_atomic, write_json_atomic, write_table_atomic
 from crossfake.utils.logging import get_logger
@@ -117,10 +117,7 @@ class PrepareConfig(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as e:
-            problems = "; ".join(
-                f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']} (got {err['input']!r})"
-                for err in e.errors()
-            )
+            problems = "; ".join(f"{describe_error(err)} (got {err['input']!r})" for err in e.errors())
             raise CrossfakeError(f"invalid prepare config: {problems}") from None
 
     @model_validator(mode="before")
