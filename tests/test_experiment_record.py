@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+import crossfake.reports as reports
 from crossfake.data.predictions import PredictionColumns
 from crossfake.experiments import ExperimentConfig, read_experiment, run_experiment, runner
-from crossfake.reports import experiment as report_experiment
 from crossfake.runs.experiment import (
     STATUSES,
     UNDECLARED_COLUMNS,
@@ -123,8 +123,8 @@ def test_a_file_of_the_dict_era_still_loads(tmp_path: Path) -> None:
     assert run_view.methods["lora"]["status"] == "failed" and run_view.failed() == ["lora"]
     assert run_view.record["corpora"]["celebdf"]["videos"] == 4
     assert run_view.entries["linear_probe"].threshold == 0.4
-    # The report module reads the same model: no second copy.
-    assert report_experiment.load_experiment is load_experiment and report_experiment.MethodEntry is MethodEntry
+    # The reports read the same model: no second copy.
+    assert reports.load_experiment is load_experiment and reports.MethodEntry is MethodEntry
 
 
 def _error(tmp_path: Path, record: Any) -> str:
@@ -188,11 +188,11 @@ def test_the_runner_records_failures_as_status_failed(tmp_path: Path, monkeypatc
 def test_status_is_the_only_place_the_strings_live() -> None:
     assert STATUSES == ("done", "failed", "pending") == tuple(Status)
     assert Status.failed == "failed" and json.dumps(Status.done) == '"done"'
-    assert report_experiment.Status is Status and report_experiment.STATUSES is STATUSES
+    assert reports.Status is Status
     for old in ("DONE", "FAILED", "PENDING"):
         assert not hasattr(runner, old)
     literal = re.compile(r"""["'](done|failed|pending)["']""")
-    for file in ("experiments/runner.py", "reports/experiment.py", "reports/collect.py", "experiments/studies.py",
+    for file in ("experiments/runner.py", "reports/collect.py", "experiments/studies.py",
                  "cli/run.py", "cli/report.py", "cli/ablate.py", "cli/leakage.py"):
         assert not literal.findall((SRC / file).read_text()), file
     defining = [m.group(0) for m in literal.finditer((SRC / "runs" / "experiment.py").read_text())]

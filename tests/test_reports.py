@@ -21,7 +21,7 @@ from crossfake.evaluation.plots import plot_heatmap
 from crossfake.evaluation.tables import render
 from crossfake.reports import build_report, compare_text, headline_text, load_runs, load_summary
 from crossfake.reports.collect import collect, summarise_test_sets
-from crossfake.reports.experiment import load_experiment
+from crossfake.runs.experiment import load_experiment
 from crossfake.utils.errors import CrossfakeError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -386,7 +386,7 @@ def test_training_figures_of_pseudo_fakes_are_copied_into_the_report(tmp_path: P
     from types import SimpleNamespace
 
     from crossfake.reports.build import copy_training_figures
-    from crossfake.reports.experiment import MethodEntry
+    from crossfake.runs.experiment import MethodEntry
 
     runs = {}
     for name, record in (("lora_sbi", {"pseudo_fakes": {"kind": "sbi", "examples": "sbi_examples.png"}}),

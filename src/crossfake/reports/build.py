@@ -37,7 +37,7 @@ from crossfake.reports.document import (
     to_html,
     to_markdown,
 )
-from crossfake.reports.experiment import EXPERIMENT_JSON, REPORT_DIR, load_experiment
+from crossfake.runs.experiment import EXPERIMENT_JSON, REPORT_DIR, load_experiment
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import write_json_atomic, write_table_atomic, write_text_atomic
 from crossfake.utils.logging import get_logger
@@ -332,7 +332,7 @@ def build_report(run_dir: Path, *, n_boot: int = 1000, seed: int = 0, allow_empt
 
     Args:
         run_dir: an experiment run directory (format ``crossfake-experiment/1``, see
-            :mod:`crossfake.reports.experiment`).
+            :mod:`crossfake.runs.experiment`).
         n_boot: bootstrap resamples of the confidence intervals (0: none).
         seed: bootstrap seed.
         allow_empty: write a report (methods and their failures only) even when no method has usable

@@ -27,14 +27,7 @@ from crossfake.data.predictions import PredictionColumns
 from crossfake.evaluation.aggregate import RESULT_COLUMNS as EVAL_COLUMNS
 from crossfake.evaluation.aggregate import Evaluation, evaluate_predictions, parse_labels
 from crossfake.evaluation.metrics import UndefinedMetricWarning, eer
-from crossfake.reports.experiment import (
-    VAL_PREDICTIONS,
-    Experiment,
-    MethodEntry,
-    Status,
-    read_predictions,
-    relative_name,
-)
+from crossfake.runs.experiment import VAL_PREDICTIONS, Experiment, MethodEntry, Status, relative_name
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.logging import get_logger
 from crossfake.utils.provenance import file_sha256
@@ -43,6 +36,22 @@ log = get_logger("report")
 
 #: Threshold labels of the tidy results: the method's validation threshold, and 0.5.
 VAL, HALF = "val", "0.5"
+
+
+def read_predictions(path: Path, run_dir: Path | None = None) -> pd.DataFrame:
+    """A predictions Parquet file, or a CrossfakeError naming the file (relative to ``run_dir`` if given)
+    and why it cannot be used."""
+    name = path if run_dir is None else relative_name(path, run_dir)
+    if not path.is_file():
+        raise CrossfakeError(f"predictions file missing: expected {name}")
+    try:
+        df = pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        raise CrossfakeError(f"cannot read predictions {name}: {e}") from None
+    missing = [c for c in ("video_id", "label", "score") if c not in df.columns]
+    if missing:
+        raise CrossfakeError(f"predictions {name} lack column(s) {missing}; columns: {list(df.columns)}")
+    return df
 RESULT_COLUMNS: tuple[str, ...] = ("test_set", "method", "threshold", "threshold_value", *EVAL_COLUMNS)
 NO_SPLIT = "none"
 #: Whether a test set's manipulations were trained on: all of them, none, or some (or it has no fakes).
