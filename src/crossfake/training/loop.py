@@ -33,7 +33,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -168,6 +168,61 @@ def train(
 _PROCESS_GROUP = InitProcessGroupKwargs(timeout=timedelta(hours=6))
 
 
+@dataclass
+class _TrainState:
+    """The loop's position: what ``last/state.json`` holds (besides ``format``) and a resume restores."""
+
+    step: int = 0
+    best_val_auc: float | None = None
+    best_step: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)  # one {step, epoch, val_auc} per validation
+    wall_time_s: float = 0.0  # over every session of the run, up to the last checkpoint
+
+    def to_json(self) -> dict[str, Any]:
+        """The keys of ``last/state.json``, in its order; :func:`save_last` adds ``format``."""
+        return {
+            "step": self.step,
+            "best_val_auc": self.best_val_auc,
+            "best_step": self.best_step,
+            "history": self.history,
+            "wall_time_s": self.wall_time_s,
+        }
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> _TrainState:
+        """Read back what :meth:`to_json` wrote; ``format`` is ignored, a missing key keeps its default."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in names})
+
+
+@dataclass
+class _Session:
+    """What every step of one training session shares: the run, the detector, its data and where it runs."""
+
+    config: TrainConfig
+    run_dir: Path
+    accelerator: Accelerator
+    detector: Detector
+    data: _Data
+    precision: str
+    progress: bool  # show progress bars (main process only)
+    trainable: int  # parameter counts, as run.json records them
+    total: int
+    start: float  # time.perf_counter() when the session began
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def elapsed(self) -> float:
+        """Seconds since the session began."""
+        return time.perf_counter() - self.start
+
+
 def _train(
     config: TrainConfig,
     run_dir: Path,
@@ -175,7 +230,21 @@ def _train(
     on_step: Callable[[int], None] | None,
     progress: bool,
 ) -> None:
-    session_start = time.perf_counter()
+    session = _open_session(config, run_dir, accelerator, progress)
+    if not session.detector.trainable_parameters():
+        _score_only(session)
+        return
+    loop = _Loop(session)
+    loop.resume()
+    loop.run(on_step)
+    if session.is_main:
+        loop.clock()
+        _finalize(session, loop.state)
+
+
+def _open_session(config: TrainConfig, run_dir: Path, accelerator: Accelerator, progress: bool) -> _Session:
+    """Build the detector (seeded) and load its data; write the pseudo-fake examples when there are any."""
+    start = time.perf_counter()
     opts = config.train
     device = accelerator.device
     precision = resolve_precision(opts.precision, device)
@@ -197,158 +266,190 @@ def _train(
     data = _load_data(config, detector, accelerator, precision, progress)
     if data.pseudo_fakes is not None and accelerator.is_main_process:
         _pseudo_fake_examples(data, run_dir)
-    if not detector.trainable_parameters():
-        _score_only(config, run_dir, detector, data, precision, (trainable, total), accelerator, progress,
-                    session_start)
-        return
-
-    optimizer = torch.optim.AdamW(
-        detector.trainable_parameters(), lr=config.lr, weight_decay=opts.weight_decay
+    return _Session(
+        config, run_dir, accelerator, detector, data, precision, progress, trainable, total, start
     )
-    # The training loader is not accelerate's to shard: its default pads the last, short global batch with
-    # repeated rows, which then count twice in that step. ShardedBatches (see `_load_data`) already gives
-    # each process its own part of every global batch, without repeats; its batches go to the device below.
-    model, optimizer, val_loader = accelerator.prepare(
-        TrainStep(detector, data.on_features), optimizer, data.val_loader
-    )
-    train_loader = data.train_loader
-    shards: ShardedBatches = train_loader.batch_sampler
-    steps_per_epoch = math.ceil(len(train_loader) / opts.grad_accum)
-    total_steps = opts.epochs * steps_per_epoch
-    if opts.max_steps is not None:
-        total_steps = min(total_steps, opts.max_steps)
 
-    state: dict[str, Any] = {
-        "step": 0,
-        "best_val_auc": None,
-        "best_step": None,
-        "history": [],
-        "wall_time_s": 0.0,
-    }
-    last = load_last(run_dir)
-    if last is not None:
-        apply_weights(detector, last.weights, run_dir / LAST_DIR / WEIGHTS_FILE)
-        optimizer.load_state_dict(last.optimizer)
-        set_rng_state(last.rng)
-        state |= {k: v for k, v in last.state.items() if k != "format"}
-        log.info("resuming from step %d of %d (%s)", state["step"], total_steps, run_dir / LAST_DIR)
-    prior_wall = float(state["wall_time_s"])
-    val_labels = data.val_rows["label"].to_numpy()
 
-    def due(step: int) -> bool:
+class _Loop:
+    """One session's optimisation: AdamW on the trainable parameters, validation, ``last/`` and ``best/``."""
+
+    def __init__(self, session: _Session) -> None:
+        self.session = session
+        config, detector, data = session.config, session.detector, session.data
+        self.opts = opts = config.train
+        self.optimizer = torch.optim.AdamW(
+            detector.trainable_parameters(), lr=config.lr, weight_decay=opts.weight_decay
+        )
+        # The training loader is not accelerate's to shard: its default pads the last, short global batch
+        # with repeated rows, which then count twice in that step. ShardedBatches (see `_load_data`) already
+        # gives each process its own part of every global batch, without repeats; its batches go to the
+        # device in `_step`.
+        self.model, self.optimizer, self.val_loader = session.accelerator.prepare(
+            TrainStep(detector, data.on_features), self.optimizer, data.val_loader
+        )
+        self.train_loader = data.train_loader
+        self.shards: ShardedBatches = self.train_loader.batch_sampler
+        self.steps_per_epoch = math.ceil(len(self.train_loader) / opts.grad_accum)
+        self.total_steps = opts.epochs * self.steps_per_epoch
+        if opts.max_steps is not None:
+            self.total_steps = min(self.total_steps, opts.max_steps)
+        self.state = _TrainState()
+        self.prior_wall = 0.0  # wall time of the run's earlier sessions
+        self.val_labels = data.val_rows["label"].to_numpy()
+        # The RNG right after the last finished step: what a resume must restore (set by `resume`).
+        self.boundary_rng: dict[str, Any] = {}
+
+    def resume(self) -> None:
+        """Continue from ``last/`` if there is one; validate a due step stopped before its validation."""
+        session, state = self.session, self.state
+        last = load_last(session.run_dir)
+        if last is not None:
+            apply_weights(session.detector, last.weights, session.run_dir / LAST_DIR / WEIGHTS_FILE)
+            self.optimizer.load_state_dict(last.optimizer)
+            set_rng_state(last.rng)
+            self.state = state = _TrainState.from_json(last.state)
+            log.info(
+                "resuming from step %d of %d (%s)", state.step, self.total_steps, session.run_dir / LAST_DIR
+            )
+        self.prior_wall = float(state.wall_time_s)
+        self.boundary_rng = rng_state()
+        validated = state.history[-1]["step"] if state.history else 0
+        if state.step > validated and self.due(state.step):
+            self.validate()  # the run was stopped between a due step and its validation
+            self.checkpoint()
+
+    def due(self, step: int) -> bool:
         """Validate and save last/ after this step? Every eval_every steps (else per epoch) and at the end."""
-        every = opts.eval_every or steps_per_epoch
-        return step % every == 0 or step == total_steps
+        every = self.opts.eval_every or self.steps_per_epoch
+        return step % every == 0 or step == self.total_steps
 
-    def checkpoint(rng: dict[str, Any]) -> None:
-        state["wall_time_s"] = prior_wall + time.perf_counter() - session_start
-        if accelerator.is_main_process:
-            save_last(run_dir, detector, optimizer, rng, state)
+    def clock(self) -> None:
+        """Bring the state's wall time up to now."""
+        self.state.wall_time_s = self.prior_wall + self.session.elapsed()
 
-    def validate() -> None:
-        logits = _val_logits(detector, val_loader, data.on_features, accelerator, precision, len(val_labels))
+    def checkpoint(self) -> None:
+        """Save ``last/`` at the last finished step (main process)."""
+        self.clock()
+        session = self.session
+        if session.is_main:
+            save_last(
+                session.run_dir, session.detector, self.optimizer, self.boundary_rng, self.state.to_json()
+            )
+
+    def validate(self) -> None:
+        """Score val, record the AUC in the history, and save ``best/`` when it improved."""
+        session, state = self.session, self.state
+        logits = _val_logits(session, self.val_loader, len(self.val_labels))
         if not np.isfinite(logits).all():
             raise CrossfakeError(
-                f"validation logits are NaN or infinite at step {state['step']}: training "
-                f"diverged; lower the learning rate (now {config.lr:g})"
+                f"validation logits are NaN or infinite at step {state.step}: training "
+                f"diverged; lower the learning rate (now {session.config.lr:g})"
             )
-        auc = roc_auc(val_labels, sigmoid(logits))
+        auc = roc_auc(self.val_labels, sigmoid(logits))
         # Selection by validation AUC only, never by anything measured on test.
-        improved = state["best_val_auc"] is None or auc > state["best_val_auc"]
+        improved = state.best_val_auc is None or auc > state.best_val_auc
         if improved:
-            state["best_val_auc"], state["best_step"] = auc, state["step"]
-            if accelerator.is_main_process:
-                save_weights(run_dir / BEST_DIR / WEIGHTS_FILE, detector, step=state["step"], val_auc=auc)
-        state["history"].append(
-            {"step": state["step"], "epoch": state["step"] / steps_per_epoch, "val_auc": auc}
-        )
+            state.best_val_auc, state.best_step = auc, state.step
+            if session.is_main:
+                best = session.run_dir / BEST_DIR / WEIGHTS_FILE
+                save_weights(best, session.detector, step=state.step, val_auc=auc)
+        state.history.append({"step": state.step, "epoch": state.step / self.steps_per_epoch, "val_auc": auc})
         log.info(
             "step %d: val AUC %.4f%s (best %.4f at step %d)",
-            state["step"],
+            state.step,
             auc,
             " *" if improved else "",
-            state["best_val_auc"],
-            state["best_step"],
+            state.best_val_auc,
+            state.best_step,
         )
 
-    boundary_rng = rng_state()  # the RNG right after the last finished step: what a resume must restore
-    validated = state["history"][-1]["step"] if state["history"] else 0
-    if state["step"] > validated and due(state["step"]):
-        validate()  # the run was stopped between a due step and its validation
-        checkpoint(boundary_rng)
-
-    # -- the loop -------------------------------------------------------------------------------------
-    model.train()
-    bar = tqdm(total=total_steps, initial=state["step"], desc="training", unit="step", disable=not progress)
-    meter = _Meter(device)
-    try:
-        while state["step"] < total_steps:
-            epoch, done = divmod(state["step"], steps_per_epoch)
-            shards.set_epoch(epoch)
-            # Shuffling depends only on (seed, epoch): skipping the batches of the steps already taken
-            # replays an interrupted epoch exactly where it stopped.
-            loader = (
-                accelerator.skip_first_batches(train_loader, done * opts.grad_accum) if done else train_loader
+    def run(self, on_step: Callable[[int], None] | None) -> None:
+        """Take the steps left, validating and saving ``last/`` when due; a stop saves ``last/`` first."""
+        session, state = self.session, self.state
+        self.model.train()
+        bar = tqdm(
+            total=self.total_steps,
+            initial=state.step,
+            desc="training",
+            unit="step",
+            disable=not session.progress,
+        )
+        meter = _Meter(session.device)
+        try:
+            while state.step < self.total_steps:
+                epoch, done = divmod(state.step, self.steps_per_epoch)
+                self.shards.set_epoch(epoch)
+                # Shuffling depends only on (seed, epoch): skipping the batches of the steps already taken
+                # replays an interrupted epoch exactly where it stopped.
+                loader = (
+                    session.accelerator.skip_first_batches(self.train_loader, done * self.opts.grad_accum)
+                    if done
+                    else self.train_loader
+                )
+                batches = iter(loader)
+                end = min(self.steps_per_epoch, done + self.total_steps - state.step)
+                for local_step in range(done, end):
+                    self._step(batches, local_step, meter)
+                    bar.update()
+                    if state.step % self.opts.log_every == 0 or state.step == self.total_steps:
+                        mean_loss, rate = meter.report(session.accelerator)
+                        bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.1f}")
+                        log.info(
+                            "step %d/%d (epoch %d): loss %.4f, %.1f img/s",
+                            state.step,
+                            self.total_steps,
+                            epoch + 1,
+                            mean_loss,
+                            rate,
+                        )
+                    if on_step is not None:
+                        on_step(state.step)
+                    if self.due(state.step):
+                        self.validate()
+                        self.checkpoint()
+        except BaseException:
+            # Keep the finished steps (Ctrl-C, a failing hook, an error); re-running resumes from them.
+            self.checkpoint()
+            log.warning(
+                "stopped at step %d; re-run the same command to resume from %s",
+                state.step,
+                session.run_dir / LAST_DIR,
             )
-            batches = iter(loader)
-            for local_step in range(done, min(steps_per_epoch, done + total_steps - state["step"])):
-                if accelerator.num_processes > 1:
-                    # Each process its own dropout stream, a pure function of (seed, process, step): one seed
-                    # for all would give every process the same masks, and only the main process's RNG
-                    # state is saved in last/, so a resume could not restore the others' streams.
-                    torch.manual_seed(_seed_of(opts.seed, accelerator.process_index, state["step"]))
-                first = local_step * opts.grad_accum
-                n_micro = min(opts.grad_accum, len(train_loader) - first)
-                rows = [shards.rows(first + micro) for micro in range(n_micro)]
-                step_rows = sum(total for _, total in rows)
-                for micro in range(n_micro):
-                    inputs, labels, _ = send_to_device(next(batches), device)
-                    # The step's loss is the mean over all its rows, however they are split into processes and
-                    # micro-batches: a micro-batch's mean loss weighs by its share of the step's rows (0 for a
-                    # stand-in row), times the number of processes as the all-reduce averages the gradients.
-                    weight = rows[micro][0] * accelerator.num_processes / step_rows
-                    # Gradients are averaged across processes once per step, on its last micro-batch.
-                    sync = accelerator.no_sync(model) if micro < n_micro - 1 else contextlib.nullcontext()
-                    with sync, autocast(device, precision):
-                        loss = model(inputs, labels)["loss"] * weight
-                    accelerator.backward(loss)
-                    meter.add(loss.detach(), rows[micro][0])
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                state["step"] += 1
-                boundary_rng = rng_state()
-                meter.step()
-                bar.update()
-                if state["step"] % opts.log_every == 0 or state["step"] == total_steps:
-                    mean_loss, rate = meter.report(accelerator)
-                    bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.1f}")
-                    log.info(
-                        "step %d/%d (epoch %d): loss %.4f, %.1f img/s",
-                        state["step"],
-                        total_steps,
-                        epoch + 1,
-                        mean_loss,
-                        rate,
-                    )
-                if on_step is not None:
-                    on_step(state["step"])
-                if due(state["step"]):
-                    validate()
-                    checkpoint(boundary_rng)
-    except BaseException:
-        # Keep the finished steps (Ctrl-C, a failing hook, an error); re-running resumes from them.
-        checkpoint(boundary_rng)
-        log.warning(
-            "stopped at step %d; re-run the same command to resume from %s", state["step"], run_dir / LAST_DIR
-        )
-        raise
-    finally:
-        bar.close()
-    if accelerator.is_main_process:
-        state["wall_time_s"] = prior_wall + time.perf_counter() - session_start
-        _finalize(
-            config, run_dir, detector, data, state, precision, (trainable, total), accelerator, progress
-        )
+            raise
+        finally:
+            bar.close()
+
+    def _step(self, batches: Iterator[Any], local_step: int, meter: _Meter) -> None:
+        """One optimizer step: its micro-batches' forward and backward passes, then the update."""
+        accelerator, device, precision = self.session.accelerator, self.session.device, self.session.precision
+        opts, state = self.opts, self.state
+        if accelerator.num_processes > 1:
+            # Each process its own dropout stream, a pure function of (seed, process, step): one seed
+            # for all would give every process the same masks, and only the main process's RNG
+            # state is saved in last/, so a resume could not restore the others' streams.
+            torch.manual_seed(_seed_of(opts.seed, accelerator.process_index, state.step))
+        first = local_step * opts.grad_accum
+        n_micro = min(opts.grad_accum, len(self.train_loader) - first)
+        rows = [self.shards.rows(first + micro) for micro in range(n_micro)]
+        step_rows = sum(total for _, total in rows)
+        for micro in range(n_micro):
+            inputs, labels, _ = send_to_device(next(batches), device)
+            # The step's loss is the mean over all its rows, however they are split into processes and
+            # micro-batches: a micro-batch's mean loss weighs by its share of the step's rows (0 for a
+            # stand-in row), times the number of processes as the all-reduce averages the gradients.
+            weight = rows[micro][0] * accelerator.num_processes / step_rows
+            # Gradients are averaged across processes once per step, on its last micro-batch.
+            sync = accelerator.no_sync(self.model) if micro < n_micro - 1 else contextlib.nullcontext()
+            with sync, autocast(device, precision):
+                loss = self.model(inputs, labels)["loss"] * weight
+            accelerator.backward(loss)
+            meter.add(loss.detach(), rows[micro][0])
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        self.boundary_rng = rng_state()
+        meter.step()
 
 
 def _seed_of(*parts: int) -> int:
@@ -360,17 +461,7 @@ def _percent(part: int, whole: int) -> float:
     return 100 * part / whole if whole else 0.0
 
 
-def _score_only(
-    config: TrainConfig,
-    run_dir: Path,
-    detector: Detector,
-    data: _Data,
-    precision: str,
-    counts: tuple[int, int],
-    accelerator: Accelerator,
-    progress: bool,
-    session_start: float,
-) -> None:
+def _score_only(session: _Session) -> None:
     """Finish a run with nothing to optimise: save the (empty) weights, then score val and choose the threshold.
 
     The empty ``best/`` file keeps the run directory the same shape for ``load_run``; no ``last/`` is
@@ -378,13 +469,11 @@ def _score_only(
     through :func:`predict_manifest`'s own part files.
     """
     log.info("nothing to train: scoring the validation rows and choosing the threshold on them")
-    if not accelerator.is_main_process:
+    if not session.is_main:
         return
-    save_weights(run_dir / BEST_DIR / WEIGHTS_FILE, detector, step=0)
+    save_weights(session.run_dir / BEST_DIR / WEIGHTS_FILE, session.detector, step=0)
     # Validation AUC and step 0 stand in for the "best checkpoint", as there is only one model.
-    state = {"step": 0, "best_val_auc": None, "best_step": 0, "history": [],
-             "wall_time_s": time.perf_counter() - session_start}
-    _finalize(config, run_dir, detector, data, state, precision, counts, accelerator, progress)
+    _finalize(session, _TrainState(best_step=0, wall_time_s=session.elapsed()))
 
 
 class _Meter:
@@ -485,18 +574,10 @@ def _pseudo_fake_examples(data: _Data, run_dir: Path) -> None:
     log.info("pseudo-fake examples: %s", run_dir / name)
 
 
-def _finalize(
-    config: TrainConfig,
-    run_dir: Path,
-    detector: Detector,
-    data: _Data,
-    state: dict[str, Any],
-    precision: str,
-    counts: tuple[int, int],
-    accelerator: Accelerator,
-    progress: bool,
-) -> None:
+def _finalize(session: _Session, state: _TrainState) -> None:
     """Score val with the best weights, choose the threshold, write val_predictions.parquet and run.json."""
+    config, run_dir, detector, data = session.config, session.run_dir, session.detector, session.data
+    precision, trainable, total = session.precision, session.trainable, session.total
     best = run_dir / BEST_DIR / WEIGHTS_FILE
     apply_weights(detector, load_weights(best), best)
     # The function `crossfake evaluate` uses, with the same batches: a loaded run reproduces these scores.
@@ -508,14 +589,13 @@ def _finalize(
         cache=data.cache,
         precision=precision,
         num_workers=config.train.num_workers,
-        progress=progress,
+        progress=session.progress,
     )
     labels, scores = preds["label"].to_numpy(), preds["score"].to_numpy()
     val_eer = eer(labels, scores)
     val_auc = roc_auc(labels, scores)
-    if state["best_val_auc"] is None:  # nothing was trained: the one model's validation AUC
-        state["best_val_auc"] = val_auc
-    trainable, total = counts
+    if state.best_val_auc is None:  # nothing was trained: the one model's validation AUC
+        state.best_val_auc = val_auc
     # The crops' specification travels with the run, so `crossfake detect` crops a suspect's faces alike.
     crop = crop_spec_of_manifest(config.data.manifest)
     write_run_record(
@@ -538,27 +618,27 @@ def _finalize(
                 },
                 "lr": config.lr,
                 "precision": precision,
-                "device": str(accelerator.device),
-                "num_processes": accelerator.num_processes,
+                "device": str(session.device),
+                "num_processes": session.accelerator.num_processes,
                 "feature_cache": str(data.cache.root) if data.cache is not None else None,
                 "pseudo_fakes": data.pseudo_fakes,
-                "steps": state["step"],
-                "best_step": state["best_step"],
-                "best_val_auc": state["best_val_auc"],
+                "steps": state.step,
+                "best_step": state.best_step,
+                "best_val_auc": state.best_val_auc,
                 "val_metrics": {"auc": val_auc, "eer": val_eer.eer},
                 "threshold": val_eer.threshold,
                 "threshold_rule": THRESHOLD_RULE,
                 "threshold_name": "validation EER threshold",
                 "prediction_columns": type(detector).prediction_columns.to_dict(),
-                "history": state["history"],
-                "wall_time_s": round(state["wall_time_s"], 3),
+                "history": state.history,
+                "wall_time_s": round(state.wall_time_s, 3),
             }
         ),
     )
     log.info(
         "finished: best val AUC %.4f at step %d, threshold %.4f; %s",
-        state["best_val_auc"],
-        state["best_step"],
+        state.best_val_auc,
+        state.best_step,
         val_eer.threshold,
         run_dir,
     )
@@ -590,19 +670,13 @@ def _feature_dataset(
 
 
 @torch.no_grad()
-def _val_logits(
-    detector: Detector,
-    loader: DataLoader,
-    on_features: bool,
-    accelerator: Accelerator,
-    precision: str,
-    n: int,
-) -> np.ndarray:
+def _val_logits(session: _Session, loader: DataLoader, n: int) -> np.ndarray:
     """Validation logits in row order; each process scores its shard and the results are gathered."""
+    detector, accelerator, on_features = session.detector, session.accelerator, session.data.on_features
     detector.eval()
     logits = np.full(n, np.nan, dtype=np.float32)
     for inputs, _, rows in loader:
-        with autocast(accelerator.device, precision):
+        with autocast(accelerator.device, session.precision):
             out = detector.head(inputs) if on_features else detector.predict(inputs)
         out, rows = accelerator.gather_for_metrics((out.float(), rows))
         logits[rows.cpu().numpy()] = out.cpu().numpy()
