@@ -249,5 +249,9 @@ def test_loaders_feeding_a_gpu_take_every_cpu_but_one(cpus: int, workers: int, m
 
     monkeypatch.setattr(workers_module, "available_cpus", lambda: cpus)
     assert workers_module.default_workers(gpu=True) == workers
+    assert make_loader(list(range(4)), 2, gpu=True).num_workers == workers
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert make_loader(list(range(4)), 2).num_workers == workers
+    assert make_loader(list(range(4)), 2).num_workers == workers  # default: a GPU where CUDA is visible
+    assert make_loader(list(range(4)), 2, gpu=False).num_workers == min(4, cpus - 1)  # scoring on the CPU
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # four processes launched on this machine share its CPUs
+    assert workers_module.default_workers(gpu=True) == max(0, min(workers_module.MAX_WORKERS, cpus // 4 - 1))

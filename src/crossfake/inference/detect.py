@@ -306,7 +306,7 @@ class DetectPipeline:
         self.batch_size = batch_size
         self.max_pixels = max_pixels
         self.device = detector_device(detector)
-        self.precision = resolve_precision(info.config.train.precision, self.device)  # as validated in training
+        self.precision = resolve_precision(info.config.train.precision, self.device)  # the run's setting, for this device
 
     @classmethod
     def from_run(

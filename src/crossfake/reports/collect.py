@@ -36,6 +36,13 @@ log = get_logger("report")
 
 #: Threshold labels of the tidy results: the method's validation threshold, and 0.5.
 VAL, HALF = "val", "0.5"
+RESULT_COLUMNS: tuple[str, ...] = ("test_set", "method", "threshold", "threshold_value", *EVAL_COLUMNS)
+NO_SPLIT = "none"
+#: Whether a test set's manipulations were trained on: all of them, none, or some (or it has no fakes).
+SEEN, UNSEEN, PARTLY, NO_FAKES = "seen", "unseen", "partly", "no fakes"
+TOTAL = "total"
+#: Evaluation settings shared by every evaluation of a report (the threshold differs, so it is left out).
+INFO_KEYS: tuple[str, ...] = ("n_boot", "confidence", "seed", "bootstrap", "subgroups", "fpr_targets")
 
 
 def read_predictions(path: Path, run_dir: Path | None = None) -> pd.DataFrame:
@@ -52,13 +59,6 @@ def read_predictions(path: Path, run_dir: Path | None = None) -> pd.DataFrame:
     if missing:
         raise CrossfakeError(f"predictions {name} lack column(s) {missing}; columns: {list(df.columns)}")
     return df
-RESULT_COLUMNS: tuple[str, ...] = ("test_set", "method", "threshold", "threshold_value", *EVAL_COLUMNS)
-NO_SPLIT = "none"
-#: Whether a test set's manipulations were trained on: all of them, none, or some (or it has no fakes).
-SEEN, UNSEEN, PARTLY, NO_FAKES = "seen", "unseen", "partly", "no fakes"
-TOTAL = "total"
-#: Evaluation settings shared by every evaluation of a report (the threshold differs, so it is left out).
-INFO_KEYS: tuple[str, ...] = ("n_boot", "confidence", "seed", "bootstrap", "subgroups", "fpr_targets")
 
 
 @dataclass

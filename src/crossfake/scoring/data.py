@@ -96,6 +96,7 @@ def make_loader(
     sampler: Sampler[int] | None = None,
     seed: int = 0,
     num_workers: int | None = None,
+    gpu: bool | None = None,
 ) -> DataLoader:
     """A DataLoader in row order, or in the order of ``sampler``.
 
@@ -105,10 +106,13 @@ def make_loader(
         collate_fn: e.g. :class:`Collate` of the detector's ``collate`` (default: torch's).
         sampler: the order of the items (None: row order), e.g. training's ``EpochShuffle``.
         seed: seeds the generator each new iterator draws its worker base seed from.
-        num_workers: loading processes (None: :func:`~crossfake.utils.workers.default_workers`, for a
-            GPU where CUDA is visible).
+        num_workers: loading processes (None: :func:`~crossfake.utils.workers.default_workers`).
+        gpu: whether the loaded batches feed a GPU, which sets the default number of processes (None:
+            whether CUDA is visible).
     """
-    workers = default_workers(gpu=torch.cuda.is_available()) if num_workers is None else num_workers
+    if gpu is None:
+        gpu = torch.cuda.is_available()
+    workers = default_workers(gpu=gpu) if num_workers is None else num_workers
     # Every new iterator draws a base seed from the loader's generator. Left to the global RNG, that draw
     # would shift the dropout stream by when loaders happen to be iterated, and a resumed run (which
     # creates its iterator mid-epoch) would drift from an uninterrupted one.

@@ -147,7 +147,9 @@ def extract_features(
     """Write ``detector.features`` of every row to ``path`` (.npy, float32), streaming batch by batch."""
     device = detector_device(detector)
     dataset = FaceCropDataset(rows, detector.transform)
-    loader = make_loader(dataset, batch_size, Collate(detector.collate), num_workers=num_workers)
+    loader = make_loader(
+        dataset, batch_size, Collate(detector.collate), num_workers=num_workers, gpu=device.type == "cuda"
+    )
     detector.eval()
     with atomic_path(path) as tmp:
         out = None

@@ -477,6 +477,7 @@ def _score(
         batch_size,
         Collate(detector.collate),
         num_workers=num_workers,
+        gpu=device.type == "cuda",
     )
     for inputs, _, idx in loader:
         with autocast(device, precision):

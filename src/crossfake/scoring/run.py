@@ -128,7 +128,8 @@ def score_run(
         weights: ``best`` or ``last`` (with a run directory).
         device: ``auto``/None, ``cpu`` or ``cuda`` (with a run directory), see :func:`load_for_scoring`.
         precision: ``auto`` (bf16 autocast on CUDA, fp32 on the CPU), ``fp32`` or ``bf16``; None: the run's
-            ``train.precision``, as it was validated during training.
+            ``train.precision`` (an explicit ``fp32``/``bf16`` carries over; ``auto`` resolves for the
+            scoring device, so a run validated in bf16 on a GPU is scored in fp32 on the CPU).
         batch_size: images per batch; None: the run's ``train.eval_batch_size`` (else its batch size).
         num_workers: image-loading processes; None: the run's ``train.num_workers`` (else the default).
         feature_cache: None: as the run was trained (``train.feature_cache``, in ``train.cache_dir``);

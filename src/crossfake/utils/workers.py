@@ -23,7 +23,8 @@ MAX_WORKERS = 32
 
 def default_workers(gpu: bool = False) -> int:
     """Worker processes when the config says null: every available CPU but one; at most 4 unless they feed
-    a GPU (``gpu``), at most :data:`MAX_WORKERS` then.
+    a GPU (``gpu``), at most :data:`MAX_WORKERS` then. Processes launched together on one machine
+    (``accelerate launch``/``torchrun`` set ``LOCAL_WORLD_SIZE``) share its CPUs: each counts its share.
 
     The main process keeps one CPU (it runs the model, or collects and writes the workers' results); on a
     single CPU that leaves 0, which every caller reads as "work in the main process". On the CPU the model
@@ -31,4 +32,5 @@ def default_workers(gpu: bool = False) -> int:
     preprocessing a crop, see ``benchmarks/bench_data_path.py``), so more loaders only take cores from it.
     A GPU scores ViT-B/32 crops 10,000/s and more: every core is needed to feed it.
     """
-    return max(0, min(MAX_WORKERS if gpu else 4, available_cpus() - 1))
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(0, min(MAX_WORKERS if gpu else 4, available_cpus() // local - 1))
