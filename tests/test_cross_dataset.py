@@ -100,7 +100,7 @@ def test_cross_dataset_study_end_to_end(corpora, tmp_path: Path) -> None:
     assert config.tests["synth-other"].sources == ["real", "Deepfakes", "NeuralTextures"]
     run_dir = tmp_path / "run"
     result, table = run_cross_dataset(config, run_dir, progress=False, report=False)
-    assert result.methods["linear_probe"]["status"] == "done"
+    assert result.entries["linear_probe"].status == "done"
 
     # The other corpora are in the split manifest under their own split, renamed, never train or val.
     split = read_manifest(run_dir / "split.parquet")
@@ -121,12 +121,9 @@ def test_cross_dataset_study_end_to_end(corpora, tmp_path: Path) -> None:
         Path(p).is_file()
         for p in (run_dir / split["path"]).head(3).tolist() + [str(run_dir / p) for p in cdf["path"]]
     )
-    record = read_experiment(run_dir).record
-    assert (
-        record["corpora"]["celebdf"]["videos"] == 4
-        and record["corpora"]["synth-other"]["root"] == "synthetic"
-    )
-    assert record["corpora"]["synth-other"]["videos_listed"] == 8 + 2 * 8  # every video, not its test split
+    recorded = read_experiment(run_dir).experiment.corpora
+    assert recorded["celebdf"]["videos"] == 4 and recorded["synth-other"]["root"] == "synthetic"
+    assert recorded["synth-other"]["videos_listed"] == 8 + 2 * 8  # every video, not its test split
     # The stand-in was synthesized with its own settings.
     synth = json.loads((run_dir / "corpora/synth-other/data/synth.json").read_text())
     assert synth["config"]["seed"] == 11 and synth["config"]["compression"] == "c40"

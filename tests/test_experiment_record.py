@@ -95,7 +95,7 @@ def test_a_written_record_reads_back_equal(tmp_path: Path) -> None:
     stored = json.loads((run / "experiment.json").read_text())
     assert stored["methods"]["vlm"]["predictions"] == {"NT": "methods/vlm/predictions_NT.parquet"}
     assert stored["methods"]["vlm"]["run_dir"] == "methods/vlm" and stored["methods"]["lora"]["status"] == "failed"
-    assert back.record == stored == experiment.to_json()
+    assert back.to_json() == stored == experiment.to_json()
 
 
 def test_a_file_of_the_dict_era_still_loads(tmp_path: Path) -> None:
@@ -118,10 +118,10 @@ def test_a_file_of_the_dict_era_still_loads(tmp_path: Path) -> None:
     # Rewritten in the typed form it keeps the same information (and the 0.1 entry's columns, made explicit).
     write_experiment(experiment)
     assert load_experiment(run) == experiment
-    # The runner's view keeps the dict access its callers use.
+    # The runner's view is the same typed record.
     run_view = read_experiment(run)
-    assert run_view.methods["lora"]["status"] == "failed" and run_view.failed() == ["lora"]
-    assert run_view.record["corpora"]["celebdf"]["videos"] == 4
+    assert run_view.entries["lora"].status == "failed" and run_view.failed() == ["lora"]
+    assert run_view.experiment.corpora["celebdf"]["videos"] == 4
     assert run_view.entries["linear_probe"].threshold == 0.4
     # The reports read the same model: no second copy.
     assert reports.load_experiment is load_experiment and reports.MethodEntry is MethodEntry

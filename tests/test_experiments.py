@@ -132,11 +132,11 @@ def test_run_resumes_and_survives_a_failing_method(corpus, tmp_path: Path, capsy
 
     result = run_experiment(config, run_dir, progress=False, on_method=fail_lora)
     assert result.failed() == ["lora"]
-    assert result.methods["lora"]["error"] == "RuntimeError: boom"
+    assert result.entries["lora"].error == "RuntimeError: boom"
     assert "RuntimeError: boom" in (run_dir / "methods" / "lora" / "error.log").read_text()
-    probe = result.methods["linear_probe"]
-    assert probe["status"] == "done" and probe["parameters"]["trainable"] > 0
-    assert set(probe["predictions"]) == {"NeuralTextures", "Face2Face"}
+    probe = result.entries["linear_probe"]
+    assert probe.status == "done" and probe.parameters["trainable"] > 0
+    assert set(probe.predictions) == {"NeuralTextures", "Face2Face"}
     for name in ("experiment.yaml", "experiment.json", "split.parquet", "report/report.html", "report/report.md"):
         assert (run_dir / name).is_file(), name
     assert "boom" in (run_dir / "report" / "report.md").read_text()
@@ -153,7 +153,7 @@ def test_run_resumes_and_survives_a_failing_method(corpus, tmp_path: Path, capsy
     result = run_experiment(config, run_dir, progress=False, on_method=ran.append)
     assert ran == ["lora"] and not result.failed()
     assert {p: p.stat().st_mtime_ns for p in probe_files} == probe_files
-    assert read_experiment(run_dir).methods["lora"]["status"] == "done"
+    assert read_experiment(run_dir).entries["lora"].status == "done"
     assert not (run_dir / "methods" / "lora" / "error.log").exists()
 
     ran.clear()
@@ -163,7 +163,7 @@ def test_run_resumes_and_survives_a_failing_method(corpus, tmp_path: Path, capsy
     # Changing a method's setting re-runs that entry, which refuses to mix two configs in one run dir.
     changed = ExperimentConfig.parse(experiment(corpus, methods={"linear_probe": {}, "lora": {"method": {"r": 4}}}))
     result = run_experiment(changed, run_dir, progress=False, report=False)
-    assert result.failed() == ["lora"] and "method.r" in result.methods["lora"]["error"]
+    assert result.failed() == ["lora"] and "method.r" in result.entries["lora"].error
 
     # Other data settings on the same run directory: an error before anything runs.
     other = ExperimentConfig.parse(experiment(corpus, split="report2",
@@ -246,7 +246,7 @@ def test_leakage_study(corpus, tmp_path: Path, capsys) -> None:
     # Every arm is an experiment run of its own, all cropped once into the shared cache.
     for arm in table["arm"]:
         run = read_experiment(tmp_path / "leak" / arm / "seed0")
-        assert run.methods["linear_probe"]["status"] == "done"
+        assert run.entries["linear_probe"].status == "done"
         assert yaml.safe_load((run.run_dir / "experiment.yaml").read_text())["prepare"]["cache"] == str(corpus[1])
 
     # A second run resumes: nothing is trained or scored again.

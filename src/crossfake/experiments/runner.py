@@ -85,16 +85,6 @@ class ExperimentRun:
         """Entry name -> its typed :class:`MethodEntry` (paths resolved against the run directory)."""
         return self.experiment.methods
 
-    @property
-    def record(self) -> dict[str, Any]:
-        """``experiment.json`` as a dict (a copy: change the record through :attr:`experiment`)."""
-        return self.experiment.to_json()
-
-    @property
-    def methods(self) -> dict[str, dict[str, Any]]:
-        """Entry name -> the entry as ``experiment.json`` stores it (a copy; :attr:`entries` are typed)."""
-        return self.record["methods"]
-
     def failed(self) -> list[str]:
         return self.experiment.failed()
 

@@ -223,11 +223,6 @@ class Experiment:
     def split_path(self) -> Path:
         return self.run_dir / str(self.split.get("manifest") or SPLIT_FILE)
 
-    @property
-    def record(self) -> dict[str, Any]:
-        """``experiment.json`` as a dict (what :func:`write_experiment` writes)."""
-        return self.to_json()
-
     def failed(self) -> list[str]:
         """The entries that failed, in order."""
         return [name for name, entry in self.methods.items() if entry.status == Status.failed]
