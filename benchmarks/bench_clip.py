@@ -115,12 +115,12 @@ def write_crops(folder: Path, n: int, size: int = 256, seed: int = 0) -> pd.Data
         img = cv2.add(img, rng.integers(0, 8, img.shape, dtype=np.uint8))
         rel = f"crops/{i:06d}.png"
         save_image(folder / rel, img)
-        method = "fake" if i % 2 else "real"
+        manipulation = "fake" if i % 2 else "real"
         rows.append(
             {
-                "sample_id": f"bench/{method}/v{i // 8:04d}/{i % 8:06d}",
+                "sample_id": f"bench/{manipulation}/v{i // 8:04d}/{i % 8:06d}",
                 "path": rel,
-                "video_id": f"bench/{method}/v{i // 8:04d}",
+                "video_id": f"bench/{manipulation}/v{i // 8:04d}",
                 "label": i % 2,
             }
         )

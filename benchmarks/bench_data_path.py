@@ -77,7 +77,7 @@ PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 def real_crops(root: Path, n: int, size: int) -> tuple[list[np.ndarray], str]:
     """``n`` RGB crops of the real faces in the photos under ``root/faces`` (YuNet, score >= 0.9)."""
-    detector = create_face_detector("yunet", weights=root / "weights" / YUNET_FILE, score_threshold=0.9)
+    face_detector = create_face_detector("yunet", weights=root / "weights" / YUNET_FILE, score_threshold=0.9)
     photos, seen = [], set()
     for path in sorted((root / "faces").rglob("*")):
         if path.suffix.lower() not in PHOTO_SUFFIXES:
@@ -90,7 +90,7 @@ def real_crops(root: Path, n: int, size: int) -> tuple[list[np.ndarray], str]:
         if bgr is not None:
             photos.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     min_side = size / 2.6  # the crop (1.3x the face) is upscaled at most 2x
-    faces = [(rgb, f) for rgb in photos for f in detector(rgb) if max(f.width, f.height) >= min_side]
+    faces = [(rgb, f) for rgb in photos for f in face_detector(rgb) if max(f.width, f.height) >= min_side]
     if not faces:
         raise SystemExit(f"no face of {min_side:.0f}+ px found in the photos under {root / 'faces'}")
     crops = []
@@ -259,9 +259,9 @@ def main() -> None:
     realdata = os.environ.get("CROSSFAKE_REALDATA")
     start = time.perf_counter()
     if realdata:
-        crops, source = real_crops(Path(realdata), n, args.size)
+        crops, origin = real_crops(Path(realdata), n, args.size)
     else:
-        crops, source = synthetic_crops(n, args.size)
+        crops, origin = synthetic_crops(n, args.size)
     t_crops = time.perf_counter() - start
     from transformers import CLIPImageProcessor
 
@@ -271,7 +271,7 @@ def main() -> None:
         f"torch {torch.__version__}, 1 intra-op thread, loader in-process (num_workers=0); "
         f"{platform.processor() or 'CPU'}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
     )
-    print(f"crops: {n} x {args.size}x{args.size} RGB, {source} ({t_crops:.1f} s)")
+    print(f"crops: {n} x {args.size}x{args.size} RGB, {origin} ({t_crops:.1f} s)")
     print(
         f"preprocessing: the OpenAI CLIP processor's, as crossfake's CLIP methods apply it: resize "
         f"{pre.resize} {pre.interpolation}, centre crop {pre.crop}, CLIP mean/std; batches of {BATCH}"

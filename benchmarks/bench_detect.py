@@ -33,7 +33,9 @@ from bench_prepare import write_video
 from crossfake.data.preprocess import CropSpec
 from crossfake.inference import DetectPipeline, FrameSampling
 from crossfake.methods import method_class, method_config
+from crossfake.runs.config import TrainConfig
 from crossfake.runs.directory import RunInfo
+from crossfake.runs.record import RunRecord
 
 
 def main() -> None:
@@ -53,8 +55,14 @@ def main() -> None:
         t0 = time.perf_counter()
         probe = method_class("linear_probe")(method_config("linear_probe", backbone=BACKBONE), random_clip())
         build = time.perf_counter() - t0
-        # A stand-in for a trained run's record: only the threshold and the method are read.
-        info = RunInfo(Path("random ViT-B/32"), None, {"threshold": 0.5, "method": "linear_probe"})  # type: ignore[arg-type]
+        # A stand-in for a trained run: its config (for the precision) and a record with a threshold.
+        config = TrainConfig.parse(
+            {"method": {"name": "linear_probe", "backbone": BACKBONE}, "data": {"manifest": work},
+             "train": {"precision": "fp32"}}, check_paths=False,
+        )
+        record = RunRecord(method="linear_probe", parameters={}, steps=0, best_step=0, best_val_auc=float("nan"),
+                           threshold=0.5, wall_time_s=0.0, threshold_name="0.5 (an untrained probe)")
+        info = RunInfo(Path("random ViT-B/32"), config, record)
         pipeline = DetectPipeline(probe, info, CropSpec(face_detector="haar"), batch_size=args.batch_size)
         print(
             f"torch {torch.__version__} on {platform.processor() or 'CPU'}: {torch.get_num_threads()} threads, "

@@ -50,8 +50,8 @@ def write_crops(root: Path, rows: int, size: int = 64) -> Path:
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(pixels).save(root / rel)
             records.append({
-                "sample_id": f"{video_id}/{i:06d}", "path": rel, "dataset": "bench",
-                "method": "FaceSwap" if label else "real", "video_id": video_id, "video_path": "/bench.mp4",
+                "sample_id": f"{video_id}/{i:06d}", "path": rel, "corpus": "bench",
+                "manipulation": "FaceSwap" if label else "real", "video_id": video_id, "video_path": "/bench.mp4",
                 "frame_idx": i, "label": label, "target_id": video_id, "source_id": video_id,
                 "identity_group": video_id, "official_split": None, "face_x0": 0.0, "face_y0": 0.0,
                 "face_x1": float(size), "face_y1": float(size), "det_score": 1.0, "num_faces": 1,

@@ -43,9 +43,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pandas as pd  # noqa: E402
 
+from crossfake.data.corpora import get_corpus  # noqa: E402
 from crossfake.data.manifest import read_manifest  # noqa: E402
 from crossfake.data.preprocess import PrepareConfig, prepare  # noqa: E402
-from crossfake.data.sources import get_source  # noqa: E402
 from crossfake.data.synth import SynthConfig, synthesize  # noqa: E402
 from crossfake.executors import Executor, LocalExecutor, RayExecutor  # noqa: E402
 from crossfake.runs.config import TrainConfig  # noqa: E402
@@ -80,10 +80,10 @@ def main() -> None:
     try:
         root = synthesize(
             tmp / "ffpp",
-            SynthConfig(n_videos=args.videos, n_frames=args.length, methods=("FaceSwap",)),
+            SynthConfig(n_videos=args.videos, n_frames=args.length, manipulations=("FaceSwap",)),
             workers=args.workers,
         )
-        records = get_source("ffpp", root).records()
+        records = get_corpus("ffpp", root).records()
         config = PrepareConfig(frames=args.frames, size=64, face_detector="haar", workers=0)
         print(
             f"{len(records)} videos, {args.frames} of {args.length} frames each; "

@@ -69,7 +69,7 @@ def main() -> None:
                 == 0
             )
         base = read_manifest(prepared)
-        base = base[base["method"] == "real"]
+        base = base[base["manipulation"] == "real"]
         df = repeated(base, args.crops)
         settings = FaceSettings(crops=0, progress=False)
         embedder = FaceEmbedder(settings)

@@ -17,7 +17,7 @@ beside the repository; see its README) and prints one table per part:
                     shows a film still of Chewbacca beside the presenter in a few frames).
   multi-person      ``faces/multi/``: faces found in each photo beside the number of people in it.
 
-and closes with the detector that meets "recall >= 0.95 with <= 2 false positives" fastest.
+and closes with the face detector that meets "recall >= 0.95 with <= 2 false positives" fastest.
 
 Run:  python benchmarks/bench_faces.py [--realdata DIR] [--yunet-weights PATH] [--frames 32] [--repeat 5]
 """
@@ -59,7 +59,7 @@ MULTI = {
     "biden.jpg": 1,
     "astronaut.png": 1,
 }
-#: The bar the default detector for real corpora must meet (issue 11).
+#: The bar the default face detector for real corpora must meet (issue 11).
 MIN_RECALL, MAX_FALSE = 0.95, 2
 
 
@@ -117,26 +117,26 @@ class PhotoScore:
         return self.false + self.false_no_face
 
 
-def build_detectors(names: Sequence[str], yunet_weights: Path | None) -> dict[str, tuple[FaceDetector, float]]:
-    """Each detector with its default options (YuNet's weights from ``yunet_weights``), and its build ms."""
+def build_face_detectors(names: Sequence[str], yunet_weights: Path | None) -> dict[str, tuple[FaceDetector, float]]:
+    """Each face detector with its default options (YuNet's weights from ``yunet_weights``), and its build ms."""
     built = {}
     for name in names:
         options = {"weights": yunet_weights} if name == "yunet" and yunet_weights else {}
         t0 = time.perf_counter()
-        detector = create_face_detector(name, **options)
-        built[name] = (detector, (time.perf_counter() - t0) * 1000)
+        face_detector = create_face_detector(name, **options)
+        built[name] = (face_detector, (time.perf_counter() - t0) * 1000)
     return built
 
 
-def time_calls(detector: FaceDetector, images: Sequence[np.ndarray]) -> tuple[list[list], float]:
-    """The faces found in each image and the seconds the detector took over all of them."""
+def time_calls(face_detector: FaceDetector, images: Sequence[np.ndarray]) -> tuple[list[list], float]:
+    """The faces found in each image and the seconds the face detector took over all of them."""
     t0 = time.perf_counter()
-    faces = [detector(image) for image in images]
+    faces = [face_detector(image) for image in images]
     return faces, time.perf_counter() - t0
 
 
 def score_photos(
-    detectors: dict[str, tuple[FaceDetector, float]], folder: Path, min_iou: float, repeat: int
+    face_detectors: dict[str, tuple[FaceDetector, float]], folder: Path, min_iou: float, repeat: int
 ) -> dict[str, PhotoScore]:
     truth: dict[str, list[Box]] = {}
     for xml in ANNOTATIONS:
@@ -144,10 +144,10 @@ def score_photos(
     names = sorted(truth) + list(NO_FACE)
     images = [read_image(folder / name) for name in names]
     scores = {}
-    for det_name, (detector, build_ms) in detectors.items():
+    for det_name, (face_detector, build_ms) in face_detectors.items():
         seconds = []
         for _ in range(repeat):
-            faces, s = time_calls(detector, images)
+            faces, s = time_calls(face_detector, images)
             seconds.append(s)
         score = PhotoScore(build_ms=build_ms, ms_per_image=statistics.median(seconds) / len(images) * 1000)
         for name, found in zip(names, faces, strict=True):
@@ -172,16 +172,16 @@ class VideoScore:
 
 
 def score_videos(
-    detectors: dict[str, tuple[FaceDetector, float]], videos: Sequence[Path], frames: int
+    face_detectors: dict[str, tuple[FaceDetector, float]], videos: Sequence[Path], frames: int
 ) -> dict[str, VideoScore]:
     """Detect on ``frames`` sampled frames of each video; the videos are decoded one at a time."""
-    scores = {name: VideoScore() for name in detectors}
+    scores = {name: VideoScore() for name in face_detectors}
     for path in videos:
         _, decoded = sample_frames(path, "uniform", frames)
         images = [rgb for _, rgb in decoded]
-        for name, (detector, _) in detectors.items():
-            detector(images[0])  # untimed: a detector may plan for a new frame size on its first call
-            found, seconds = time_calls(detector, images)
+        for name, (face_detector, _) in face_detectors.items():
+            face_detector(images[0])  # untimed: a face detector may plan for a new frame size on its first call
+            found, seconds = time_calls(face_detector, images)
             s = scores[name]
             s.frames += len(images)
             s.seconds += seconds
@@ -190,12 +190,12 @@ def score_videos(
     return scores
 
 
-def count_multi(detectors: dict[str, tuple[FaceDetector, float]], folder: Path) -> dict[str, dict[str, int]]:
-    """Faces found per photo of ``faces/multi/``, by detector."""
+def count_multi(face_detectors: dict[str, tuple[FaceDetector, float]], folder: Path) -> dict[str, dict[str, int]]:
+    """Faces found per photo of ``faces/multi/``, by face detector."""
     images = {name: read_image(folder / name) for name in MULTI}
     return {
-        det_name: {name: len(detector(image)) for name, image in images.items()}
-        for det_name, (detector, _) in detectors.items()
+        det_name: {name: len(face_detector(image)) for name, image in images.items()}
+        for det_name, (face_detector, _) in face_detectors.items()
     }
 
 
@@ -219,8 +219,8 @@ def main() -> None:
         help=f"YuNet's ONNX file (default REALDATA/weights/{YUNET_FILE}; if absent, crossfake's cache/download)",
     )
     parser.add_argument(
-        "--detectors", nargs="+", default=list_face_detectors(),
-        help=f"detectors to compare (default all: {' '.join(list_face_detectors())})",
+        "--face-detectors", "--detectors", dest="face_detectors", nargs="+", default=list_face_detectors(),
+        help=f"face detectors to compare (default all: {' '.join(list_face_detectors())})",
     )
     parser.add_argument("--frames", type=int, default=32, help="evenly spaced frames per video (default 32)")
     parser.add_argument("--repeat", type=int, default=5, help="passes over the photos; the median is shown (default 5)")
@@ -237,21 +237,21 @@ def main() -> None:
     if args.threads:
         cv2.setNumThreads(args.threads)
     videos = sorted((root / "ffpp" / "mini").rglob("*.mp4"))
-    detectors = build_detectors(args.detectors, weights)
-    width = max(len("detector"), *(len(name) for name in detectors))
+    face_detectors = build_face_detectors(args.face_detectors, weights)
+    width = max(len("face detector"), *(len(name) for name in face_detectors))
     print(
         f"OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads), {os.cpu_count()} CPUs, load average "
-        f"{os.getloadavg()[0]:.2f}; every detector with its default options (YuNet weights: {weights or 'cache'})"
+        f"{os.getloadavg()[0]:.2f}; every face detector with its default options (YuNet weights: {weights or 'cache'})"
     )
 
-    photos = score_photos(detectors, root / "faces" / "dlib", args.iou, args.repeat)
+    photos = score_photos(face_detectors, root / "faces" / "dlib", args.iou, args.repeat)
     n_faces = next(iter(photos.values())).faces
     print(
         f"\nAnnotated photos (faces/dlib/: {n_faces} faces in 9 photos, plus {', '.join(NO_FACE)}), "
         f"IoU >= {args.iou:g}, ms: median of {args.repeat}"
     )
     header = (
-        f"{'detector':<{width}}  {'found':>7}  {'recall':>6}  {'false':>5}  {'on dogs':>7}  {'false total':>11}  "
+        f"{'face detector':<{width}}  {'found':>7}  {'recall':>6}  {'false':>5}  {'on dogs':>7}  {'false total':>11}  "
         f"{'ms/image':>8}  {'build ms':>8}"
     )
     print(header)
@@ -265,17 +265,17 @@ def main() -> None:
     if videos:
         sizes = ", ".join(f"{p.stem} {video_size(p)}" for p in videos)
         print(f"\nFF++ mini videos ({len(videos)}: {sizes}), {args.frames} evenly spaced frames each, detection only")
-        header = f"{'detector':<{width}}  {'frames':>6}  {'frames/s':>8}  {'ms/frame':>8}  {'with face':>9}  {'2+ faces':>8}"
+        header = f"{'face detector':<{width}}  {'frames':>6}  {'frames/s':>8}  {'ms/frame':>8}  {'with face':>9}  {'2+ faces':>8}"
         print(header)
         print("-" * len(header))
-        for name, v in score_videos(detectors, videos, args.frames).items():
+        for name, v in score_videos(face_detectors, videos, args.frames).items():
             print(
                 f"{name:<{width}}  {v.frames:6d}  {v.frames / v.seconds:8.1f}  {v.seconds / v.frames * 1000:8.1f}  "
                 f"{v.with_face / v.frames:9.1%}  {v.two_plus:8d}"
             )
         print("(one person per video: a second face is a false one, or in an inset picture as in 004.mp4)")
 
-    counts = count_multi(detectors, root / "faces" / "multi")
+    counts = count_multi(face_detectors, root / "faces" / "multi")
     print("\nMulti-person photos (faces/multi/): faces found")
     col = max(len(name) for name in MULTI)
     header = f"{'photo':<{col}}  {'people':>6}  " + "  ".join(f"{name:>{max(len(name), 5)}}" for name in counts)
@@ -298,7 +298,7 @@ def main() -> None:
             f"({photos[best].ms_per_image:.1f} ms/image; the others passing: {others})"
         )
     else:
-        print(f"\nno detector reaches recall >= {MIN_RECALL} with <= {MAX_FALSE} false positives")
+        print(f"\nno face detector reaches recall >= {MIN_RECALL} with <= {MAX_FALSE} false positives")
 
 
 if __name__ == "__main__":

@@ -4,23 +4,23 @@ Two parts, each skippable:
 
 **Real videos** (``--no-real`` skips; run when ``--realdata DIR`` or ``$CROSSFAKE_REALDATA`` is set, else from
 ``../shared/realdata`` beside the repository if it is there): the 7 FF++ c23 videos of ``ffpp/mini/``
-(``get_source("ffpp", ..., compression="c23")``, 640x480 to 1920x1080, 309-751 frames), ``--frames``
+(``get_corpus("ffpp", ..., compression="c23")``, 640x480 to 1920x1080, 309-751 frames), ``--frames``
 uniformly sampled frames each, every run in this one process (workers=0), the three runs taking turns:
 
   crossfake prepare, yunet   the default: sampled decode (every frame decoded, only the sampled ones
                              converted to RGB, decoding stops after the last), YuNet, face tracks, 1.3x
                              square 256-pixel PNG crops, shards + manifest
   crossfake prepare, dlib    the same with ``face_detector="dlib"`` (HOG + 68-point predictor): separates
-                             the saving of the decoding from that of the detector
+                             the saving of the decoding from that of the face detector
   DeepfakeBench-style        written here, as DeepfakeBench's ``preprocess.py`` does it: ``cv2.VideoCapture``
                              reads EVERY frame (each decoded and converted to BGR), the sampled ones
                              (the same ``sample_indices``) are converted to RGB and given to dlib's HOG
-                             detector + 68-point predictor (``create_face_detector("dlib")``), the largest
+                             face detector + 68-point predictor (``create_face_detector("dlib")``), the largest
                              face is cut 1.3x square at 256 pixels (``crop_face``) and saved as PNG
 
 recall = the share of sampled frames that got a face crop (for crossfake, a frame may get its crop from the
 face track, across a single missed detection; the baseline keeps any detection, false ones too). Each
-detector is built inside the timed run, as ``prepare`` builds its own. The baseline is lighter than
+face detector is built inside the timed run, as ``prepare`` builds its own. The baseline is lighter than
 DeepfakeBench's own code, so the ratios are conservative: DeepfakeBench runs dlib on the full-size frame
 (here frames are shrunk to 640 pixels first, as crossfake's dlib does), aligns the crop, and runs dlib a
 second time on it. Wall time is the best of ``--repeat`` rounds (default 2 here).
@@ -61,6 +61,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from crossfake.data.corpora import get_corpus
+from crossfake.data.corpora.base import VideoRecord
 from crossfake.data.preprocess import (
     CropSpec,
     PrepareConfig,
@@ -72,8 +74,6 @@ from crossfake.data.preprocess import (
 )
 from crossfake.data.preprocess.crop import crop_face, save_image
 from crossfake.data.preprocess.video import count_frames, decode_frames, probe_video
-from crossfake.data.sources import get_source
-from crossfake.data.sources.base import VideoRecord
 from crossfake.data.synth.faces import FaceRenderer, Motion, sample_identity, to_uint8
 
 YUNET_FILE = "face_detection_yunet_2023mar.onnx"
@@ -155,7 +155,7 @@ def prepared_outcome(summary: PrepareSummary, out: Path, planned: dict[str, int]
 def deepfakebench_baseline(records: Sequence[VideoRecord], out: Path, frames: int, spec: CropSpec) -> Outcome:
     """DeepfakeBench's way: read every frame with OpenCV, detect (dlib) + crop + save the sampled ones."""
     shutil.rmtree(out, ignore_errors=True)
-    detector = create_face_detector(spec.face_detector, **spec.face_detector_options)
+    face_detector = create_face_detector(spec.face_detector, **spec.face_detector_options)
     sampled: dict[str, int] = {}
     cropped: dict[str, set[int]] = {}
     for rec in records:
@@ -172,11 +172,11 @@ def deepfakebench_baseline(records: Sequence[VideoRecord], out: Path, frames: in
                     continue
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                 sampled[rec.video_id] += 1
-                face = largest_face(detector(rgb))
+                face = largest_face(face_detector(rgb))
                 if face is None:
                     continue
                 crop, _, _ = crop_face(rgb, face, spec)
-                save_image(out / rec.method / rec.name / f"{idx:06d}.png", crop)
+                save_image(out / rec.manipulation / rec.name / f"{idx:06d}.png", crop)
                 cropped[rec.video_id].add(idx)
         finally:
             cap.release()
@@ -185,7 +185,7 @@ def deepfakebench_baseline(records: Sequence[VideoRecord], out: Path, frames: in
 
 def run_real(root: Path, weights: Path | None, frames: int, repeat: int, work: Path) -> None:
     mini = root / "ffpp" / "mini"
-    records = get_source("ffpp", mini, compression="c23").records()
+    records = get_corpus("ffpp", mini, compression="c23").records()
     infos = {r.video_id: probe_video(r.path) for r in records}
     planned = {r.video_id: len(sample_indices(count_frames(r.path), "uniform", frames)) for r in records}
     for r in records:  # the baseline counts frames as DeepfakeBench does; the samples must still agree
@@ -241,7 +241,7 @@ def run_real(root: Path, weights: Path | None, frames: int, repeat: int, work: P
     print("\nSampled frames with a face crop, per video")
     col = max(len("video"), *(len(r.name) for r in records))
     heads = ["yunet", "dlib", "baseline"]  # the runs, in order
-    header = f"{'video':<{col}}  {'method':<14}  {'sampled':>7}  " + "  ".join(
+    header = f"{'video':<{col}}  {'manipulation':<14}  {'sampled':>7}  " + "  ".join(
         f"{h:>{max(len(h), 5)}}" for h in heads
     )
     print(f"{header}\n{'-' * len(header)}")
@@ -250,7 +250,7 @@ def run_real(root: Path, weights: Path | None, frames: int, repeat: int, work: P
             f"{len(outcomes[label].cropped[r.video_id]):>{max(len(h), 5)}}"
             for (label, _), h in zip(runs, heads, strict=True)
         )
-        print(f"{r.name:<{col}}  {r.method:<14}  {planned[r.video_id]:7d}  {cells}")
+        print(f"{r.name:<{col}}  {r.manipulation:<14}  {planned[r.video_id]:7d}  {cells}")
 
     print()
     print_ratios(
@@ -326,7 +326,7 @@ def decode_by_seeking(path: Path, indices: list[int]) -> int:
 
 def naive_baseline(videos: list[Path], out: Path, frames: int, spec: CropSpec) -> int:
     """Decode and convert every frame, keep the sampled ones, then detect + largest face + crop + save."""
-    detector = create_face_detector(spec.face_detector, **spec.face_detector_options)
+    face_detector = create_face_detector(spec.face_detector, **spec.face_detector_options)
     written = 0
     for path in videos:
         with av.open(str(path)) as c:
@@ -334,7 +334,7 @@ def naive_baseline(videos: list[Path], out: Path, frames: int, spec: CropSpec) -
             stream.thread_type = "AUTO"
             rgb = [f.to_ndarray(format="rgb24") for f in c.decode(stream)]
         for idx in sample_indices(len(rgb), "uniform", frames):
-            face = largest_face(detector(rgb[idx]))
+            face = largest_face(face_detector(rgb[idx]))
             if face is not None:
                 save_image(out / path.stem / f"{idx:06d}.png", crop_face(rgb[idx], face, spec)[0])
                 written += 1
@@ -355,7 +355,7 @@ def run_synthetic(args: argparse.Namespace, work: Path, repeat: int) -> None:
     records = [VideoRecord(p, "bench", "real", p.stem, 0, p.stem, p.stem) for p in videos]
     n = len(videos)
     par_cfg = cfg.model_copy(update={"workers": args.workers})
-    detector = create_face_detector(cfg.crop.face_detector, **cfg.crop.face_detector_options)
+    face_detector = create_face_detector(cfg.crop.face_detector, **cfg.crop.face_detector_options)
     images = [image for v in videos for _, image in decode_frames(v, sampled)]
     # Labels; also the keys of the comparisons below.
     decode, decode_rgb = "decode only, all frames", "decode + RGB, all frames"
@@ -386,7 +386,7 @@ def run_synthetic(args: argparse.Namespace, work: Path, repeat: int) -> None:
             (seq_short, lambda: list(decode_frames(short, sampled)), len(sampled), 1),
             (seek_short, lambda: decode_by_seeking(short, sampled), len(sampled), 1),
         ],
-        [(f"{cfg.crop.face_detector} detection only", lambda: [detector(i) for i in images], n_sampled, n)],
+        [(f"{cfg.crop.face_detector} detection only", lambda: [face_detector(i) for i in images], n_sampled, n)],
         [
             (ours, lambda: prepare(records, work / "o0", cfg, progress=False, overwrite=True), n_sampled, n),
             (base, lambda: naive_baseline(videos, work / "base", args.frames, cfg.crop), n_sampled, n),

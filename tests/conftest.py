@@ -10,17 +10,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from crossfake.data.corpora.base import VideoRecord
 from crossfake.data.identity import identity_groups
 from crossfake.data.manifest import COLUMNS, coerce
-from crossfake.data.sources.base import VideoRecord
 
-METHODS = ("FaceSwap", "NeuralTextures", "Face2Face")
+MANIPULATIONS = ("FaceSwap", "NeuralTextures", "Face2Face")
 
 
-def make_ffpp_tree(root: Path, n_pairs: int = 20, methods=METHODS, compression: str = "c23") -> Path:
+def make_ffpp_tree(root: Path, n_pairs: int = 20, manipulations=MANIPULATIONS, compression: str = "c23") -> Path:
     """FF++ layout with empty video files, official split files and a conversion dict.
 
-    Originals 2k and 2k+1 form pair k. Originals 000/002 share a YouTube source within train, and 004 and
+    Originals 2k and 2k+1 form pair k. Originals 000/002 share a YouTube video within train, and 004 and
     the last original share one across the official train/test boundary (like FF++'s 605/606).
     """
     ids = [f"{i:03d}" for i in range(2 * n_pairs)]
@@ -29,7 +29,7 @@ def make_ffpp_tree(root: Path, n_pairs: int = 20, methods=METHODS, compression: 
     real.mkdir(parents=True)
     for i in ids:
         (real / f"{i}.mp4").touch()
-    for m in methods:
+    for m in manipulations:
         d = root / "manipulated_sequences" / m / compression / "videos"
         d.mkdir(parents=True)
         for a, b in pairs:
@@ -54,7 +54,7 @@ def manifest_from_records(records: list[VideoRecord], frames: int = 3) -> pd.Dat
         for f in range(frames):
             rows.append({
                 "sample_id": f"{r.video_id}/{f:06d}", "path": f"crops/{r.video_id}/{f:06d}.png",
-                "dataset": r.dataset, "method": r.method, "video_id": r.video_id, "video_path": str(r.path),
+                "corpus": r.corpus, "manipulation": r.manipulation, "video_id": r.video_id, "video_path": str(r.path),
                 "frame_idx": f, "label": r.label, "target_id": r.target_id, "source_id": r.source_id,
                 "identity_group": groups[r.video_id], "official_split": r.official_split,
                 "face_x0": 0.0, "face_y0": 0.0, "face_x1": 10.0, "face_y1": 10.0, "det_score": 1.0,

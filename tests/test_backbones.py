@@ -30,7 +30,7 @@ def test_clip_local_dir_round_trip(tmp_path: Path) -> None:
     CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64}).save_pretrained(folder)
     for spec in (f"local-dir:{folder}", str(folder)):
         loaded = build_clip(spec)
-        assert loaded.source == "local-dir"
+        assert loaded.origin == "local-dir"
         assert loaded.preprocess == tiny.preprocess  # read from the folder's processor config
         x = torch.randn(2, 3, 64, 64)
         with torch.no_grad():
@@ -54,14 +54,14 @@ def test_aliases_and_shapes_need_no_download() -> None:
     assert canonical_name("ViT-L/14") == "openai/clip-vit-large-patch14"
     assert canonical_name("hf-hub:openai/clip-vit-base-patch32") == "openai/clip-vit-base-patch32"
     large = build_clip("ViT-L/14", weights=False)
-    assert large.model.config.vision_config.hidden_size == 1024 and large.source == "shape"
+    assert large.model.config.vision_config.hidden_size == 1024 and large.origin == "shape"
     assert next(large.model.parameters()).device.type == "meta"
 
 
 def test_qwen_local_dir_round_trip(tmp_path: Path) -> None:
     folder = save_tiny(tmp_path / "qwen")
     tiny, loaded = build_qwen_vl("tiny"), build_qwen_vl(f"local-dir:{folder}")
-    assert loaded.source == "local-dir"
+    assert loaded.origin == "local-dir"
     ids = torch.tensor([[1, 2, 3, 4]])
     with torch.no_grad():
         torch.testing.assert_close(tiny.model(input_ids=ids).logits, loaded.model(input_ids=ids).logits)

@@ -14,11 +14,11 @@ from conftest import manifest_from_records
 from test_preprocess import background, draw_face, face_video
 
 from crossfake.cli.main import main as cli_main
+from crossfake.data.corpora import corpus_fake_manipulations, get_corpus, list_corpora
+from crossfake.data.corpora.base import frame_files
 from crossfake.data.identity import identity_groups
 from crossfake.data.manifest import read_manifest
 from crossfake.data.preprocess.video import sample_frames
-from crossfake.data.sources import get_source, list_sources, source_fake_methods
-from crossfake.data.sources.base import frame_files
 from crossfake.data.splits import SplitSpec, assign_splits
 from crossfake.utils.errors import CrossfakeError
 
@@ -33,12 +33,12 @@ def touch(root: Path, *relpaths: str, video: Path | None = None) -> None:
             shutil.copy(video, root / rel)
 
 
-def test_new_corpora_are_registered_with_their_fake_methods() -> None:
-    assert {"celebdf", "dfd", "wilddeepfake"} <= set(list_sources())
-    assert source_fake_methods("celebdf") == ("Celeb-synthesis",)
-    assert source_fake_methods("dfd") == ("DeepFakeDetection",)
-    assert source_fake_methods("wilddeepfake") == ("fake",) == source_fake_methods("dfdc")
-    assert source_fake_methods("ffpp") is None  # FF++'s methods depend on the download
+def test_new_corpora_are_registered_with_their_fake_manipulations() -> None:
+    assert {"celebdf", "dfd", "wilddeepfake"} <= set(list_corpora())
+    assert corpus_fake_manipulations("celebdf") == ("Celeb-synthesis",)
+    assert corpus_fake_manipulations("dfd") == ("DeepFakeDetection",)
+    assert corpus_fake_manipulations("wilddeepfake") == ("fake",) == corpus_fake_manipulations("dfdc")
+    assert corpus_fake_manipulations("ffpp") is None  # FF++'s manipulations depend on the download
 
 
 # -- Celeb-DF v2 -------------------------------------------------------------------------------------------
@@ -80,9 +80,9 @@ def cdf_root(tmp_path: Path, clip: Path) -> Path:
 def test_celebdf_names_labels_identities_and_test_list(
     cdf_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    source = get_source("celebdf", cdf_root)
+    corpus = get_corpus("celebdf", cdf_root)
     with caplog.at_level(logging.WARNING, logger="crossfake"):
-        recs = source.records()
+        recs = corpus.records()
     by_id = {r.video_id: r for r in recs}
     assert set(by_id) == {
         "celebdf/real/id0_0000",
@@ -96,14 +96,14 @@ def test_celebdf_names_labels_identities_and_test_list(
         "celebdf/real/00001",
     }
     fake = by_id["celebdf/Celeb-synthesis/id0_id1_0000"]
-    assert (fake.label, fake.method, fake.target_id, fake.source_id) == (1, "Celeb-synthesis", "id0", "id1")
+    assert (fake.label, fake.manipulation, fake.target_id, fake.source_id) == (1, "Celeb-synthesis", "id0", "id1")
     assert (by_id["celebdf/real/id1_0000"].label, by_id["celebdf/real/id1_0000"].target_id) == (0, "id1")
     assert by_id["celebdf/real/00000"].target_id == "youtube-00000"
     # The official list: listed videos are test, the rest train; the absent entry is counted.
     tests = {r.video_id for r in recs if r.official_split == "test"}
     assert tests == {"celebdf/real/00000", "celebdf/real/id2_0000", "celebdf/Celeb-synthesis/id2_id3_0000"}
     assert {r.official_split for r in recs} == {"train", "test"}
-    assert source.missing == ["Celeb-synthesis/id9_id8_0000"]
+    assert corpus.missing == ["Celeb-synthesis/id9_id8_0000"]
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "notes.mp4" in messages and "id9_id8_0000" in messages
     # A fake joins both people: id0 and id1 are one group, id2 and id3 another; YouTube videos stand alone.
@@ -112,16 +112,16 @@ def test_celebdf_names_labels_identities_and_test_list(
     assert g("real/id0_0000") == g("real/id1_0000") == g("Celeb-synthesis/id1_id0_0002")
     assert g("real/id2_0000") == g("Celeb-synthesis/id2_id3_0000") != g("real/id0_0000")
     assert len({g("real/00000"), g("real/00001"), g("real/id0_0000"), g("real/id2_0000")}) == 4
-    assert {r.method for r in get_source("celebdf", cdf_root, include_real=False).records()} == {
+    assert {r.manipulation for r in get_corpus("celebdf", cdf_root, include_real=False).records()} == {
         "Celeb-synthesis"
     }
 
 
 def test_celebdf_identity_split_keeps_both_people_of_a_test_fake_out_of_training(cdf_root: Path) -> None:
-    recs = get_source("celebdf", cdf_root).records()
+    recs = get_corpus("celebdf", cdf_root).records()
     spec = SplitSpec(
         mode="identity",
-        sources={"real": {"train": 50, "test": 50}, "Celeb-synthesis": {"train": 50, "test": 50}},
+        manipulations={"real": {"train": 50, "test": 50}, "Celeb-synthesis": {"train": 50, "test": 50}},
     )
     people = lambda video_ids: {p for v in video_ids for p in re.findall(r"id\d+", v)}  # noqa: E731  (from names)
     for seed in range(6):
@@ -140,7 +140,7 @@ def test_celebdf_layout_variants_and_errors(tmp_path: Path, cdf_root: Path) -> N
         "Youtube-real/videos/00042.mp4",
         "Celeb-synthesis/videos/id5_id6_0001.mp4",
     )
-    by_id = {r.video_id: r for r in get_source("celebdf", root).records()}
+    by_id = {r.video_id: r for r in get_corpus("celebdf", root).records()}
     assert set(by_id) == {
         "celebdf/real/id5_0003",
         "celebdf/real/00042",
@@ -154,24 +154,24 @@ def test_celebdf_layout_variants_and_errors(tmp_path: Path, cdf_root: Path) -> N
         match=r"not a Celeb-DF v2 root: expected folders 'Celeb-real/', "
         r"'Celeb-synthesis/' and 'YouTube-real/'.*found: videos/",
     ):
-        get_source("celebdf", tmp_path / "elsewhere")
-    with pytest.raises(CrossfakeError, match="invalid options for data source 'celebdf'"):
-        get_source("celebdf", cdf_root, compression="c23")
+        get_corpus("celebdf", tmp_path / "elsewhere")
+    with pytest.raises(CrossfakeError, match="invalid options for corpus 'celebdf'"):
+        get_corpus("celebdf", cdf_root, compression="c23")
     with pytest.raises(CrossfakeError, match="test list .*nowhere.txt does not exist"):
-        get_source("celebdf", cdf_root, test_list=tmp_path / "nowhere.txt")
+        get_corpus("celebdf", cdf_root, test_list=tmp_path / "nowhere.txt")
 
     test_list = cdf_root / "List_of_testing_videos.txt"
     test_list.write_text("0 YouTube-real/00000.mp4\n")  # a list in crossfake's convention (1 = fake)
     with pytest.raises(
         CrossfakeError, match=r"line 1 .*label 0 disagrees with the folder YouTube-real \(real\)"
     ):
-        get_source("celebdf", cdf_root).records()
+        get_corpus("celebdf", cdf_root).records()
     test_list.write_text("1 YouTube-real/00000.mp4\nreal Celeb-real/id0_0000.mp4\n")
     with pytest.raises(CrossfakeError, match=r"line 2 .*expected '<label> <folder>/<video>.mp4'"):
-        get_source("celebdf", cdf_root).records()
+        get_corpus("celebdf", cdf_root).records()
     test_list.write_text("1 Celeb-df/id0_0000.mp4\n")
     with pytest.raises(CrossfakeError, match="must be in one of Celeb-real, YouTube-real, Celeb-synthesis"):
-        get_source("celebdf", cdf_root).records()
+        get_corpus("celebdf", cdf_root).records()
 
 
 def test_prepare_celebdf_through_the_cli(cdf_root: Path, tmp_path: Path, capsys) -> None:
@@ -179,7 +179,7 @@ def test_prepare_celebdf_through_the_cli(cdf_root: Path, tmp_path: Path, capsys)
     args = [
         "prepare",
         str(cdf_root),
-        "--source",
+        "--corpus",
         "celebdf",
         "--out",
         str(out),
@@ -195,7 +195,7 @@ def test_prepare_celebdf_through_the_cli(cdf_root: Path, tmp_path: Path, capsys)
     assert cli_main(args) == 0
     df = read_manifest(out)
     assert df["video_id"].nunique() == len(CDF_VIDEOS) and len(df) == 2 * len(CDF_VIDEOS)
-    assert set(df["dataset"]) == {"celebdf"} and set(df["method"]) == {"real", "Celeb-synthesis"}
+    assert set(df["corpus"]) == {"celebdf"} and set(df["manipulation"]) == {"real", "Celeb-synthesis"}
     row = df[df["video_id"] == "celebdf/Celeb-synthesis/id2_id3_0000"].iloc[0]
     assert (row["label"], row["target_id"], row["source_id"], row["official_split"]) == (
         1,
@@ -232,7 +232,7 @@ def dfd_root(tmp_path: Path) -> Path:
 
 
 def test_dfd_names_labels_and_actor_identities(dfd_root: Path) -> None:
-    recs = get_source("dfd", dfd_root).records()
+    recs = get_corpus("dfd", dfd_root).records()
     by_id = {r.video_id: r for r in recs}
     assert set(by_id) == {
         "dfd/real/01__kitchen_pan",
@@ -244,7 +244,7 @@ def test_dfd_names_labels_and_actor_identities(dfd_root: Path) -> None:
     fake = by_id["dfd/DeepFakeDetection/01_02__kitchen_pan__YVGY8LOK"]
     assert (fake.label, fake.target_id, fake.source_id, fake.compression) == (1, "01", "02", "c23")
     real = by_id["dfd/real/03__talking_against_wall"]
-    assert (real.label, real.method, real.target_id) == (0, "real", "03")
+    assert (real.label, real.manipulation, real.target_id) == (0, "real", "03")
     assert {r.official_split for r in recs} == {None}  # DFD has no official split
     groups = identity_groups(recs)
     g = lambda vid: groups[f"dfd/{vid}"]  # noqa: E731
@@ -258,8 +258,8 @@ def test_dfd_names_labels_and_actor_identities(dfd_root: Path) -> None:
         g("real/01__kitchen_pan"),
         g("real/03__talking_against_wall"),
     }
-    fakes = get_source("dfd", dfd_root, include_real=False).records()
-    assert {r.method for r in fakes} == {"DeepFakeDetection"}
+    fakes = get_corpus("dfd", dfd_root, include_real=False).records()
+    assert {r.manipulation for r in fakes} == {"DeepFakeDetection"}
 
 
 def test_dfd_errors(dfd_root: Path, tmp_path: Path) -> None:
@@ -267,9 +267,9 @@ def test_dfd_errors(dfd_root: Path, tmp_path: Path) -> None:
         CrossfakeError,
         match=r"no videos at .*DeepFakeDetection/c40/videos \(compression 'c40'\); found in .*: c23/",
     ):
-        get_source("dfd", dfd_root, compression="c40")
-    with pytest.raises(CrossfakeError, match="invalid options for data source 'dfd'"):
-        get_source("dfd", dfd_root, methods=["FaceSwap"])
+        get_corpus("dfd", dfd_root, compression="c40")
+    with pytest.raises(CrossfakeError, match="invalid options for corpus 'dfd'"):
+        get_corpus("dfd", dfd_root, manipulations=["FaceSwap"])
     # An FF++ root without DFD: the expected folders, and what its sequence folders hold.
     ffpp = tmp_path / "ffpp-only"
     touch(ffpp, "original_sequences/youtube/c23/videos/000.mp4")
@@ -280,11 +280,11 @@ def test_dfd_errors(dfd_root: Path, tmp_path: Path) -> None:
         r"DeepFakeDetection/'.*found: original_sequences/; "
         r"in original_sequences/: youtube/",
     ):
-        get_source("dfd", ffpp)
+        get_corpus("dfd", ffpp)
     empty = tmp_path / "empty-dfd"
     (empty / "manipulated_sequences/DeepFakeDetection/c23/videos").mkdir(parents=True)
     with pytest.raises(CrossfakeError, match="no DeepFakeDetection videos found"):
-        get_source("dfd", empty, include_real=False).records()
+        get_corpus("dfd", empty, include_real=False).records()
 
 
 # -- WildDeepfake ------------------------------------------------------------------------------------------
@@ -314,7 +314,7 @@ def wdf_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_wilddeepfake_clips_labels_splits_and_groups(wdf_root: Path) -> None:
-    recs = get_source("wilddeepfake", wdf_root).records()
+    recs = get_corpus("wilddeepfake", wdf_root).records()
     by_id = {r.video_id: r for r in recs}
     assert set(by_id) == {
         "wilddeepfake/real/real_train/1/real/0",
@@ -326,7 +326,7 @@ def test_wilddeepfake_clips_labels_splits_and_groups(wdf_root: Path) -> None:
         "wilddeepfake/fake/fake_test/9",
     }
     clip = by_id["wilddeepfake/fake/fake_test/3/fake/5"]
-    assert (clip.label, clip.method, clip.official_split) == (1, "fake", "test")
+    assert (clip.label, clip.manipulation, clip.official_split) == (1, "fake", "test")
     assert clip.path == wdf_root / "fake_test/3/fake/5" and clip.path.is_dir()
     assert {(r.label, r.official_split) for r in recs if r.name.startswith("real_train")} == {(0, "train")}
     # Clips of one video (first folder below the split folder) share a group; nothing else does.
@@ -340,8 +340,8 @@ def test_wilddeepfake_clips_labels_splits_and_groups(wdf_root: Path) -> None:
     indices, frames = sample_frames(wdf_root / "real_train/1/real/0", "all")
     assert indices == [0, 1, 2] and len(list(frames)) == 3
     assert [i for i, _ in sample_frames(wdf_root / "real_train/1/real/0", "uniform", frames=2)[1]] == [0, 2]
-    reals = get_source("wilddeepfake", wdf_root, include_real=False).records()
-    assert {r.method for r in reals} == {"fake"}
+    reals = get_corpus("wilddeepfake", wdf_root, include_real=False).records()
+    assert {r.manipulation for r in reals} == {"fake"}
 
 
 def test_wilddeepfake_groups_clips_by_their_video_below_wrapper_folders(
@@ -356,7 +356,7 @@ def test_wilddeepfake_groups_clips_by_their_video_below_wrapper_folders(
         touch(root, f"{rel}/0.png", f"{rel}/1.png")
     touch(root, "real_test/wrap/5/a.mp4", "real_test/wrap/5/b.mp4", "real_test/c.mp4", "real_test/.hidden/9/0.png")
     monkeypatch.setattr(Path, "rglob", lambda *a, **k: pytest.fail("rglob lists every frame"))
-    recs = get_source("wilddeepfake", root).records()
+    recs = get_corpus("wilddeepfake", root).records()
     names = [r.name for r in recs]
     assert names == [
         "real_train/extracted/1/0", "real_train/extracted/1/1", "real_train/extracted/2/0",
@@ -371,7 +371,7 @@ def test_wilddeepfake_groups_clips_by_their_video_below_wrapper_folders(
     assert group["real_test/wrap/5/a"] == group["real_test/wrap/5/b"] == "real_test/wrap/5"
     assert group["real_test/c"] == "real_test/c"  # directly below its split folder: a group of its own
     assert group["fake_test/fake/3"] == "fake_test/fake/3"  # below a bare fake/: its own group too
-    assert get_source("wilddeepfake", root).records() == recs  # deterministic
+    assert get_corpus("wilddeepfake", root).records() == recs  # deterministic
 
 
 def test_wilddeepfake_errors(tmp_path: Path) -> None:
@@ -381,15 +381,15 @@ def test_wilddeepfake_errors(tmp_path: Path) -> None:
         match=r"not a WildDeepfake root: expected folders 'real_train/', "
         r"'fake_train/', 'real_test/', 'fake_test/', found: real/",
     ):
-        get_source("wilddeepfake", tmp_path / "wdf")
+        get_corpus("wilddeepfake", tmp_path / "wdf")
     packed = tmp_path / "packed"
     touch(packed, "real_test/1.tar.gz", "fake_test/1.tar.gz")
     with pytest.raises(CrossfakeError, match=r"still packed \(2 archive\(s\).*tar -xzf"):
-        get_source("wilddeepfake", packed).records()
+        get_corpus("wilddeepfake", packed).records()
     empty = tmp_path / "empty"
     (empty / "fake_test/3/fake/0").mkdir(parents=True)
     with pytest.raises(CrossfakeError, match="no WildDeepfake clips found .*fake_test/"):
-        get_source("wilddeepfake", empty).records()
+        get_corpus("wilddeepfake", empty).records()
 
 
 def test_prepare_wilddeepfake_frame_folders_through_the_cli(wdf_root: Path, tmp_path: Path) -> None:
@@ -397,7 +397,7 @@ def test_prepare_wilddeepfake_frame_folders_through_the_cli(wdf_root: Path, tmp_
     args = [
         "prepare",
         str(wdf_root),
-        "--source",
+        "--corpus",
         "wilddeepfake",
         "--out",
         str(out),

@@ -27,7 +27,7 @@ def corpora(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A small synthetic FF++ to train on, a Celeb-DF v2 layout (8 face videos, 4 on its test list), caches."""
     root = tmp_path_factory.mktemp("cross")
     ffpp = synthesize(
-        root / "ffpp", SynthConfig(n_videos=16, n_frames=3, size=192, seed=3, methods=("FaceSwap",))
+        root / "ffpp", SynthConfig(n_videos=16, n_frames=3, size=192, seed=3, manipulations=("FaceSwap",))
     )
     cdf = root / "Celeb-DF-v2"
     clip = face_video(root / "face.mp4", n=4)
@@ -54,12 +54,12 @@ def corpora(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def experiment(paths: dict[str, Path], **changes: Any) -> dict[str, Any]:
     config = {
         "name": "cross-tiny",
-        "data": {"root": str(paths["ffpp"]), "options": {"methods": ["FaceSwap"]}},
+        "data": {"root": str(paths["ffpp"]), "options": {"manipulations": ["FaceSwap"]}},
         "prepare": {"frames": 2, "cache": str(paths["prepared"]), "workers": 0, "face_detector": "haar"},
         "split": {
             "name": "tiny",
             "mode": "identity",
-            "sources": {
+            "manipulations": {
                 "real": {"train": 50, "val": 25, "test": 25},
                 "FaceSwap": {"train": 50, "val": 25, "test": 25},
             },
@@ -79,11 +79,11 @@ def experiment(paths: dict[str, Path], **changes: Any) -> dict[str, Any]:
                     "size": 160,
                     "seed": 11,
                     "compression": "c40",
-                    "methods": ["Deepfakes", "NeuralTextures"],
+                    "manipulations": ["Deepfakes", "NeuralTextures"],
                 },
                 "use": "all",
             },
-            "celebdf": {"root": str(paths["cdf"]), "source": "celebdf"},
+            "celebdf": {"root": str(paths["cdf"]), "corpus": "celebdf"},
         },
         "bootstrap": 20,
     }
@@ -95,9 +95,9 @@ def test_cross_dataset_study_end_to_end(corpora, tmp_path: Path) -> None:
     config = ExperimentConfig.parse(experiment(corpora))
     assert config.tests["celebdf"].model_dump() == {
         "split": "celebdf",
-        "sources": ["real", "Celeb-synthesis"],
+        "manipulations": ["real", "Celeb-synthesis"],
     }
-    assert config.tests["synth-other"].sources == ["real", "Deepfakes", "NeuralTextures"]
+    assert config.tests["synth-other"].manipulations == ["real", "Deepfakes", "NeuralTextures"]
     run_dir = tmp_path / "run"
     result, table = run_cross_dataset(config, run_dir, progress=False, report=False)
     assert result.entries["linear_probe"].status == "done"
@@ -105,7 +105,7 @@ def test_cross_dataset_study_end_to_end(corpora, tmp_path: Path) -> None:
     # The other corpora are in the split manifest under their own split, renamed, never train or val.
     split = read_manifest(run_dir / "split.parquet")
     cdf = split[split["split"] == "celebdf"]
-    assert set(cdf["dataset"]) == {"celebdf"}
+    assert set(cdf["corpus"]) == {"celebdf"}
     assert set(cdf["video_id"]) == {
         "celebdf/real/id2_0000",
         "celebdf/real/00000",
@@ -113,16 +113,17 @@ def test_cross_dataset_study_end_to_end(corpora, tmp_path: Path) -> None:
         "celebdf/Celeb-synthesis/id1_id2_0000",
     }
     other = split[split["split"] == "synth-other"]
-    assert set(other["dataset"]) == {"synth-other"} and other["video_id"].nunique() >= 20  # use: all (Haar
+    assert set(other["corpus"]) == {"synth-other"} and other["video_id"].nunique() >= 20  # use: all (Haar
     # may miss a face at c40)
-    assert set(other["method"]) == {"real", "Deepfakes", "NeuralTextures"}
-    assert set(split.loc[split["split"].isin(["train", "val"]), "dataset"]) == {"ffpp"}
+    assert set(other["manipulation"]) == {"real", "Deepfakes", "NeuralTextures"}
+    assert set(split.loc[split["split"].isin(["train", "val"]), "corpus"]) == {"ffpp"}
     assert all(
         Path(p).is_file()
         for p in (run_dir / split["path"]).head(3).tolist() + [str(run_dir / p) for p in cdf["path"]]
     )
     recorded = read_experiment(run_dir).experiment.corpora
     assert recorded["celebdf"]["videos"] == 4 and recorded["synth-other"]["root"] == "synthetic"
+    assert recorded["celebdf"]["corpus"] == "celebdf" and recorded["synth-other"]["corpus"] == "ffpp"
     assert recorded["synth-other"]["videos_listed"] == 8 + 2 * 8  # every video, not its test split
     # The stand-in was synthesized with its own settings.
     synth = json.loads((run_dir / "corpora/synth-other/data/synth.json").read_text())
@@ -200,30 +201,30 @@ def test_cross_dataset_config_errors(tmp_path: Path) -> None:
         return ExperimentConfig.parse(experiment(corpora, **changes))
 
     base = experiment(corpora)["corpora"]
-    with pytest.raises(CrossfakeError, match="unknown source 'celeb'"):
-        parse(corpora={"x": {"root": str(tmp_path), "source": "celeb"}})
-    with pytest.raises(CrossfakeError, match="invalid options for source 'celebdf'"):
-        parse(corpora={"x": {"root": str(tmp_path), "source": "celebdf", "options": {"compression": "c23"}}})
-    with pytest.raises(CrossfakeError, match="which methods are the folder corpus's fakes"):
-        parse(corpora={"x": {"root": str(tmp_path), "source": "folder"}})
+    with pytest.raises(CrossfakeError, match="unknown corpus 'celeb'"):
+        parse(corpora={"x": {"root": str(tmp_path), "corpus": "celeb"}})
+    with pytest.raises(CrossfakeError, match="invalid options for corpus 'celebdf'"):
+        parse(corpora={"x": {"root": str(tmp_path), "corpus": "celebdf", "options": {"compression": "c23"}}})
+    with pytest.raises(CrossfakeError, match="which manipulations are the folder corpus's fakes"):
+        parse(corpora={"x": {"root": str(tmp_path), "corpus": "folder"}})
     with pytest.raises(CrossfakeError, match="a dfdc corpus needs its root"):
-        parse(corpora={"x": {"source": "dfdc"}})
+        parse(corpora={"x": {"corpus": "dfdc"}})
     with pytest.raises(CrossfakeError, match="'test' cannot name a corpus"):
         parse(corpora={"test": base["celebdf"]})
     with pytest.raises(CrossfakeError, match="'ffpp' is the training corpus's name"):
         parse(corpora={"ffpp": base["synth-other"]})
     with pytest.raises(
-        CrossfakeError, match=r"tests.celebdf: sources \['Deepfakes'\] are not in corpus celebdf"
+        CrossfakeError, match=r"tests.celebdf: manipulations \['Deepfakes'\] are not in corpus celebdf"
     ):
         parse(
             tests={
                 "FaceSwap": ["real", "FaceSwap"],
-                "celebdf": {"split": "celebdf", "sources": ["real", "Deepfakes"]},
+                "celebdf": {"split": "celebdf", "manipulations": ["real", "Deepfakes"]},
             }
         )
     with pytest.raises(CrossfakeError, match=r"tests read split\(s\) \['cdf'\], which are neither"):
         parse(
-            tests={"FaceSwap": ["real", "FaceSwap"], "x": {"split": "cdf", "sources": ["real", "FaceSwap"]}}
+            tests={"FaceSwap": ["real", "FaceSwap"], "x": {"split": "cdf", "manipulations": ["real", "FaceSwap"]}}
         )
     with pytest.raises(CrossfakeError, match="synth-b.synth"):
         parse(corpora={"synth-b": {"synth": {"videos": 7}}})
@@ -237,7 +238,7 @@ def test_cross_dataset_config_errors(tmp_path: Path) -> None:
     parse(corpora={"synth-other": {**base["synth-other"], "cache": str(tmp_path / "c1")},
                    "celebdf": {**base["celebdf"], "cache": str(tmp_path / "c2")}})
     config = parse()
-    with pytest.raises(CrossfakeError, match="--corpus nope: no corpus of that name .* and no source 'nope'"):
+    with pytest.raises(CrossfakeError, match="--corpus nope: no corpus of that name .* and no corpus adapter 'nope'"):
         with_corpora(config, {"nope": tmp_path})
     assert main(["run", "cross-dataset", "--corpus", "celebdf"]) == 2
     with pytest.raises(CrossfakeError, match="names no other corpus"):

@@ -47,7 +47,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Synthetic FF++ (8 originals + 8 FaceSwap fakes, 1 s each), prepared, split and trained on."""
     root = tmp_path_factory.mktemp("detect")
     data = synthesize(
-        root / "data", SynthConfig(n_videos=8, n_frames=N_FRAMES, methods=("FaceSwap",)), workers=0
+        root / "data", SynthConfig(n_videos=8, n_frames=N_FRAMES, manipulations=("FaceSwap",)), workers=0
     )
     prepared = root / "prepared"
     flags = ["--frames", "3", "--size", "64", "--workers", "0", "--face-detector", "haar"]
@@ -105,7 +105,7 @@ def test_detect_crops_and_scores_exactly_like_prepare_and_evaluate(chain) -> Non
     # The frames prepare sampled (3 evenly spaced), one face each: the scores must equal the scores of
     # the crops prepare saved, read back and scored as `crossfake evaluate` does.
     pipeline = DetectPipeline.from_run(chain["run"], sampling=FrameSampling(frames=3), max_faces=1)
-    assert pipeline.crop.size == 64 and pipeline.crop_source == f"the run ({chain['run'] / 'run.json'})"
+    assert pipeline.crop.size == 64 and pipeline.crop_origin == f"the run ({chain['run'] / 'run.json'})"
     prepared = json.loads((chain["prepared"] / "prepare.json").read_text())["config"]["crop"]
     assert json.loads((chain["run"] / "run.json").read_text())["crop"] == prepared  # recorded at training
     result = pipeline.detect(chain["fake"])

@@ -78,15 +78,15 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("crops")
     rng = np.random.default_rng(0)
     rows = []
-    for k, (split, label, method, videos, frames) in enumerate(VIDEOS):
+    for k, (split, label, manipulation, videos, frames) in enumerate(VIDEOS):
         for v in range(videos):
-            video_id = f"tiny/{method}/{split}{k}{v:02d}"
+            video_id = f"tiny/{manipulation}/{split}{k}{v:02d}"
             for f in range(frames):
                 rel = f"crops/{video_id}/{f:06d}.png"
                 (root / rel).parent.mkdir(parents=True, exist_ok=True)
                 _crop(rng, bool(label)).save(root / rel)
                 rows.append({
-                    "sample_id": f"{video_id}/{f:06d}", "path": rel, "dataset": "tiny", "method": method,
+                    "sample_id": f"{video_id}/{f:06d}", "path": rel, "corpus": "tiny", "manipulation": manipulation,
                     "video_id": video_id, "video_path": f"/videos/{split}{v:02d}.mp4", "frame_idx": f,
                     "label": label, "target_id": video_id, "source_id": video_id,
                     "identity_group": video_id, "official_split": None, "face_x0": 0.0, "face_y0": 0.0,

@@ -53,7 +53,7 @@ def test_evaluate_test_split_writes_predictions_and_metrics(
     trained_cli: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     run_dir, manifest = trained_cli
-    code, out, _ = _evaluate(capsys, str(run_dir), "--group-col", "method")
+    code, out, _ = _evaluate(capsys, str(run_dir), "--group-col", "manipulation")
     assert code == 0
     preds = pd.read_parquet(run_dir / "predictions_test.parquet")
     test = read_manifest(manifest).query(f"{SPLIT_COLUMN} == 'test'")

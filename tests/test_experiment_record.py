@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 import crossfake.reports as reports
 from crossfake.data.predictions import PredictionColumns
@@ -28,7 +29,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "crossfake"
 
 #: experiment.json as the runner wrote it before the typed record (plain dicts): a done entry declaring
 #: its columns, a 0.1 entry without ``prediction_columns``, a failed one (status and error only) and a
-#: pending one, plus the keys ``_data`` adds (executor, corpora, the split audit).
+#: pending one, plus the keys ``_data`` adds (executor, corpora, the split audit); its test set names its
+#: manipulations ``sources``, as before the vocabulary rename.
 LEGACY: dict[str, Any] = {
     "format": "crossfake-experiment/1",
     "name": "tiny",
@@ -72,7 +74,7 @@ def test_a_written_record_reads_back_equal(tmp_path: Path) -> None:
     experiment = Experiment(
         run_dir=run, name="tiny", description="d", provenance={"crossfake_version": "0.2.0"},
         split={"spec": "report1", "mode": "identity", "manifest": "split.parquet", "audit": {"leaks": True}},
-        test_sets={"NT": {"split": "test", "sources": ["real", "NeuralTextures"]}},
+        test_sets={"NT": {"split": "test", "manipulations": ["real", "NeuralTextures"]}},
         methods={
             "vlm": MethodEntry("vlm", status=Status.done, method="vlm_zero_shot", run_dir=run / "methods" / "vlm",
                                parameters={"trainable": 0}, wall_time_s={"train": 0.0, "test": 1.0}, threshold=0.5,
@@ -107,6 +109,7 @@ def test_a_file_of_the_dict_era_still_loads(tmp_path: Path) -> None:
     assert experiment.corpora == {"celebdf": {"videos": 4, "frames": 8}}
     assert experiment.split["audit"] == {"leaks": False, "overlaps": []}
     assert experiment.split_path == run / "split.parquet"
+    assert experiment.test_sets == {"NT": {"split": "test", "manipulations": ["real", "NeuralTextures"]}}
     probe, vlm, lora, later = experiment.methods.values()
     assert probe.status is Status.done and probe.columns == PredictionColumns()
     assert probe.predictions == {"NT": run / "methods/linear_probe/predictions_NT.parquet"}
@@ -158,6 +161,10 @@ def test_a_malformed_file_names_the_file_and_the_key(tmp_path: Path) -> None:
     assert "expected format 'crossfake-experiment/1', found 'crossfake-run/1'" in _error(
         tmp_path, {**LEGACY, "format": "crossfake-run/1"})
     assert "the top level must be a dict, not list" in _error(tmp_path, [LEGACY])
+    assert "test_sets.NT must be a dict, not list" in _error(tmp_path, {**LEGACY, "test_sets": {"NT": ["real"]}})
+    both = {"split": "test", "sources": ["real", "FaceSwap"], "manipulations": ["real", "FaceSwap"]}
+    assert _error(tmp_path, {**LEGACY, "test_sets": {"NT": both}}).endswith(
+        "test_sets.NT gives both `sources` (the old name) and `manipulations`")
 
 
 def test_the_runner_records_failures_as_status_failed(tmp_path: Path, monkeypatch) -> None:
@@ -183,6 +190,39 @@ def test_the_runner_records_failures_as_status_failed(tmp_path: Path, monkeypatc
     assert again.experiment == result.experiment
     assert again.experiment.executor is not None and "name" in again.experiment.executor
     assert json.loads((run_dir / "experiment.json").read_text())["methods"]["lora"]["status"] == "failed"
+
+
+def test_a_run_directory_of_the_old_vocabulary_resumes(tmp_path: Path) -> None:
+    """experiment.yaml written before the vocabulary rename (`source:`, `methods` options, a split's and a
+    test set's `sources:`) holds the same data settings as today's config: the run resumes."""
+    split = {"name": "s", "mode": "identity",
+             "manipulations": {"real": {"train": 80, "val": 10, "test": 10}, "NeuralTextures": {"test": 100}}}
+    config = ExperimentConfig.parse({
+        "name": "tiny", "split": split, "data": {"corpus": "ffpp", "options": {"manipulations": ["NeuralTextures"]}},
+        "defaults": {"method": {"backbone": "tiny"}}, "methods": {"linear_probe": {}},
+        "tests": {"NT": ["real", "NeuralTextures"]},
+        "corpora": {"other": {"root": str(tmp_path), "corpus": "folder", "options": {"manipulations": ["Swap"]},
+                              "synth": {"manipulations": ["FaceSwap"]}}},
+    })
+    old = config.to_dict()
+    old["data"] = {("source" if k == "corpus" else k): v for k, v in old["data"].items()}
+    old["data"]["options"] = {"methods": ["NeuralTextures"]}
+    other = old["corpora"]["other"]
+    other["source"] = other.pop("corpus")
+    other["options"], other["synth"]["methods"] = {"methods": ["Swap"]}, other["synth"].pop("manipulations")
+    old["split"] = {**split, "sources": split["manipulations"]}
+    del old["split"]["manipulations"]
+    old["tests"] = {"NT": {"split": "test", "sources": ["real", "NeuralTextures"]}}
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "experiment.yaml").write_text(yaml.safe_dump(old))
+    experiment = runner._start(config, run_dir)
+    assert experiment.methods["linear_probe"].status is Status.pending
+    assert yaml.safe_load((run_dir / "experiment.yaml").read_text()) == config.to_dict()  # rewritten as today's
+    # A data setting that really changed still refuses to mix two studies.
+    (run_dir / "experiment.yaml").write_text(yaml.safe_dump({**old, "data": {**old["data"], "source": "folder"}}))
+    with pytest.raises(CrossfakeError, match="was run with other data settings"):
+        runner._start(config, run_dir)
 
 
 def test_status_is_the_only_place_the_strings_live() -> None:

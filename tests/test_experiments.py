@@ -74,10 +74,10 @@ def test_report_configs_are_the_reports() -> None:
     assert (methods["lora"].r, methods["lora"].alpha, methods["lora"].dropout) == (32, 64, 0.05)
     assert methods["lora"].backbone == "openai/clip-vit-base-patch32"
     assert set(r1.tests) == {"NeuralTextures", "Face2Face"}
-    assert r1.split_spec().sources["real"].as_tuple() == (80, 10, 10)
+    assert r1.split_spec().manipulations["real"].as_tuple() == (80, 10, 10)
     lora = r2.train_config("lora", manifest=Path("s"), out=Path("o"), check_paths=False).method
     assert (lora.r, lora.alpha, lora.dropout) == (8, 64, 0.05)
-    assert r2.split_spec().sources["real"].as_tuple() == (70, 20, 10)
+    assert r2.split_spec().manipulations["real"].as_tuple() == (70, 20, 10)
     assert "demo" in shipped_experiments()
 
 
@@ -101,7 +101,7 @@ def test_every_shipped_study_parses(name: str) -> None:
     [
         ({"methods": {"lora": {"method": {"rank": 8}}}}, r"methods.lora \(from lora\).*rank: Extra inputs"),
         ({"methods": {"nope": {}}}, r"no training config at nope"),
-        ({"tests": {"X": ["real", "Deepfakes"]}}, r"tests.X: sources \['Deepfakes'\] are not in the split spec"),
+        ({"tests": {"X": ["real", "Deepfakes"]}}, r"tests.X: manipulations \['Deepfakes'\] are not in the split spec"),
         ({"tests": {"X": ["NeuralTextures"]}}, r"needs 'real' and at least one manipulation"),
         ({"split": "nosuchspec"}, r"no split spec at nosuchspec \(shipped: "),
         ({"colour": "blue"}, r"colour: unknown key"),
@@ -110,6 +110,63 @@ def test_every_shipped_study_parses(name: str) -> None:
 def test_config_errors_name_the_key(corpus, change: dict, message: str) -> None:
     with pytest.raises(CrossfakeError, match=message):
         ExperimentConfig.parse(experiment(corpus, **change), where="exp.yaml")
+
+
+def _renamed_config(old: bool) -> dict[str, Any]:
+    """An experiment with every renamed key, in the old vocabulary (source/sources/methods) or today's."""
+    corpus, manipulations, manipulation_list = ("source", "sources", "methods") if old else (
+        "corpus", "manipulations", "manipulations")
+    return {
+        "name": "renamed",
+        "data": {corpus: "ffpp", "options": {"compression": "c23", manipulation_list: ["FaceSwap", "NeuralTextures"]}},
+        "split": "report2",
+        "defaults": {"method": {"backbone": "tiny"}},
+        "methods": {"linear_probe": {}},
+        "tests": {"NT": {"split": "test", manipulations: ["real", "NeuralTextures"]}},
+        "corpora": {
+            "other": {"root": "/corpora/other", corpus: "folder",
+                      "options": {manipulation_list: ["Swap"], ("dataset" if old else "corpus"): "other"}},
+            "synth-b": {"synth": {"seed": 2, manipulation_list: ["Deepfakes", "FaceSwap"]}},
+        },
+    }
+
+
+def test_old_key_names_still_load(caplog) -> None:
+    """Configs written before the vocabulary rename (`source:`, a test set's `sources:`, `methods` of the
+    synthetic settings and adapter options) validate to the same config, with a warning."""
+    new = ExperimentConfig.parse(_renamed_config(old=False))
+    with caplog.at_level("WARNING", logger="crossfake"):
+        old = ExperimentConfig.parse(_renamed_config(old=True))
+    assert old == new
+    assert new.data.corpus == "ffpp" and new.data.options["manipulations"] == ["FaceSwap", "NeuralTextures"]
+    assert new.tests["NT"].manipulations == ["real", "NeuralTextures"]
+    assert new.corpora["other"].corpus == "folder" and new.corpora["other"].fake_manipulations() == ["Swap"]
+    assert new.tests["synth-b"].manipulations == ["real", "Deepfakes", "FaceSwap"]
+    assert new.corpora["other"].options["corpus"] == "other"  # the folder adapter's name for its corpus
+    for old_name, new_name in (("source", "corpus"), ("sources", "manipulations"), ("methods", "manipulations"),
+                               ("dataset", "corpus")):
+        assert f"`{old_name}` is the old name of `{new_name}`" in caplog.text
+    # The `NAME: [...]` shorthand of a test set is today's `manipulations`.
+    assert ExperimentConfig.parse(_renamed_config(old=False) | {"tests": {"NT": ["real", "NeuralTextures"]}}) == new
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"tests": {"NT": {"sources": ["real", "NeuralTextures"], "manipulations": ["real", "NeuralTextures"]}}},
+         r"tests.NT: test set gives both `sources` \(the old name\) and `manipulations`"),
+        ({"data": {"source": "ffpp", "corpus": "ffpp"}}, r"data: data gives both `source` .* and `corpus`"),
+        ({"data": {"options": {"methods": ["FaceSwap"], "manipulations": ["FaceSwap"]}}},
+         r"data: data options gives both `methods` .* and `manipulations`"),
+        ({"corpora": {"x": {"root": "/x", "source": "folder", "corpus": "folder"}}},
+         r"corpora.x: corpus gives both `source` .* and `corpus`"),
+        ({"corpora": {"x": {"synth": {"methods": ["FaceSwap"], "manipulations": ["FaceSwap"]}}}},
+         r"corpus synth gives both `methods` .* and `manipulations`"),
+    ],
+)
+def test_old_and_new_key_together_is_an_error(change: dict, message: str) -> None:
+    with pytest.raises(CrossfakeError, match=message):
+        ExperimentConfig.parse(_renamed_config(old=False) | change, where="exp.yaml")
 
 
 def test_missing_experiment_and_bad_data_root(tmp_path: Path) -> None:
@@ -160,10 +217,15 @@ def test_run_resumes_and_survives_a_failing_method(corpus, tmp_path: Path, capsy
     run_experiment(config, run_dir, progress=False, on_method=ran.append, report=False)
     assert ran == []
 
-    # Changing a method's setting re-runs that entry, which refuses to mix two configs in one run dir.
+    # Changing a finished entry's setting is refused before anything runs, naming the entry and the key;
+    # the finished entry keeps its record (it is not retrained, nor marked failed).
     changed = ExperimentConfig.parse(experiment(corpus, methods={"linear_probe": {}, "lora": {"method": {"r": 4}}}))
-    result = run_experiment(changed, run_dir, progress=False, report=False)
-    assert result.failed() == ["lora"] and "method.r" in result.entries["lora"].error
+    with pytest.raises(CrossfakeError, match=r"trained with other settings.*lora \(changed: [^)]*method\.r\)"):
+        run_experiment(changed, run_dir, progress=False, report=False, on_method=ran.append)
+    assert ran == [] and read_experiment(run_dir).entries["lora"].status == "done"
+    # ... unless only the other entries run.
+    run_experiment(changed, run_dir, progress=False, report=False, on_method=ran.append, only=["linear_probe"])
+    assert ran == []
 
     # Other data settings on the same run directory: an error before anything runs.
     other = ExperimentConfig.parse(experiment(corpus, split="report2",
@@ -190,10 +252,10 @@ def test_run_cli(corpus, tmp_path: Path, capsys) -> None:
 
 @pytest.mark.slow  # runs experiments (or builds their corpus)
 def test_too_small_a_split_fails_before_training(corpus, tmp_path: Path) -> None:
-    config = ExperimentConfig.parse(experiment(corpus, split={"sources": {"real": {"train": 90, "val": 10},
-                                                                         "FaceSwap": {"train": 100},
-                                                                         "NeuralTextures": {"test": 100},
-                                                                         "Face2Face": {"test": 100}}}))
+    config = ExperimentConfig.parse(experiment(corpus, split={"manipulations": {"real": {"train": 90, "val": 10},
+                                                                               "FaceSwap": {"train": 100},
+                                                                               "NeuralTextures": {"test": 100},
+                                                                               "Face2Face": {"test": 100}}}))
     with pytest.raises(CrossfakeError, match=r"no 'test' rows of \['real'"):
         run_experiment(config, tmp_path / "run", progress=False)
 

@@ -2,7 +2,7 @@
 
 On dlib's 43 hand-annotated faces YuNet (the default for real corpora) and dlib find >= 95% with <= 2 false
 positives; their five landmarks sit on the face in image-left-first order; YuNet counts the people in
-multi-person photos; a frame larger than a detector's ``max_side`` gives boxes and landmarks in the
+multi-person photos; a frame larger than a face detector's ``max_side`` gives boxes and landmarks in the
 frame's own pixels. YuNet's weights are downloaded from a real local HTTP server, checked and cached, and
 refused offline or with a wrong checksum; dlib's absence names the extra to install.
 
@@ -72,8 +72,8 @@ def count_matches(faces: list[Face], truth: list[Box], min_iou: float = 0.3) -> 
 
 
 @pytest.fixture(scope="module")
-def detectors(realdata: Path) -> dict[str, FaceDetector]:
-    """Every detector with its default options (YuNet's weights from the real-media folder)."""
+def face_detectors(realdata: Path) -> dict[str, FaceDetector]:
+    """Every face detector with its default options (YuNet's weights from the real-media folder)."""
     return {
         "haar": create_face_detector("haar"),
         "yunet": create_face_detector("yunet", weights=yunet_weights(realdata)),
@@ -91,9 +91,9 @@ def photos(realdata: Path) -> dict[str, tuple[np.ndarray, list[Box]]]:
 
 
 @pytest.fixture(scope="module")
-def found(detectors: dict[str, FaceDetector], photos) -> dict[str, dict[str, list[Face]]]:
-    """Faces each detector finds in each photo of :func:`photos` (detected once for the module)."""
-    return {name: {photo: det(rgb) for photo, (rgb, _) in photos.items()} for name, det in detectors.items()}
+def found(face_detectors: dict[str, FaceDetector], photos) -> dict[str, dict[str, list[Face]]]:
+    """Faces each face detector finds in each photo of :func:`photos` (detected once for the module)."""
+    return {name: {photo: det(rgb) for photo, (rgb, _) in photos.items()} for name, det in face_detectors.items()}
 
 
 # -- accuracy on annotated faces -------------------------------------------------------------------------
@@ -105,7 +105,7 @@ def test_the_annotations_hold_43_faces(photos) -> None:
 
 
 @pytest.mark.parametrize("name", ["yunet", "dlib"])
-def test_detector_finds_95_percent_of_annotated_faces_with_at_most_2_false(name: str, photos, found) -> None:
+def test_face_detector_finds_95_percent_of_annotated_faces_with_at_most_2_false(name: str, photos, found) -> None:
     faces_total = matched = false = 0
     for photo, (_, truth) in photos.items():
         faces = found[name][photo]
@@ -130,8 +130,8 @@ def test_haar_runs_and_its_boxes_lie_inside_the_image(photos, found) -> None:
 
 
 @pytest.mark.parametrize("name", ["yunet", "dlib"])
-def test_landmarks_are_five_points_on_the_face_image_left_first(name: str, detectors, found) -> None:
-    assert detectors[name].gives_landmarks
+def test_landmarks_are_five_points_on_the_face_image_left_first(name: str, face_detectors, found) -> None:
+    assert face_detectors[name].gives_landmarks
     faces = [f for by_photo in found[name].values() for f in by_photo]
     assert len(faces) >= 43
     for f in faces:
@@ -145,8 +145,8 @@ def test_landmarks_are_five_points_on_the_face_image_left_first(name: str, detec
         assert max(eye_l[1], eye_r[1]) < min(mouth_l[1], mouth_r[1]), f"eyes not above the mouth: {f}"
 
 
-def test_haar_gives_no_landmarks(detectors, found) -> None:
-    assert not detectors["haar"].gives_landmarks
+def test_haar_gives_no_landmarks(face_detectors, found) -> None:
+    assert not face_detectors["haar"].gives_landmarks
     assert all(f.landmarks is None for faces in found["haar"].values() for f in faces)
 
 
@@ -158,8 +158,8 @@ def test_haar_gives_no_landmarks(detectors, found) -> None:
     [("two_people.jpg", 2), ("3faces.png", 3), ("4faces.png", 4), ("1face.png", 1), ("obama.jpg", 1),
      ("biden.jpg", 1), ("astronaut.png", 1)],
 )
-def test_yunet_counts_the_people_in_a_photo(photo: str, people: int, realdata: Path, detectors) -> None:
-    faces = detectors["yunet"](read_image(realdata / "faces" / "multi" / photo))
+def test_yunet_counts_the_people_in_a_photo(photo: str, people: int, realdata: Path, face_detectors) -> None:
+    faces = face_detectors["yunet"](read_image(realdata / "faces" / "multi" / photo))
     assert len(faces) == people
 
 
@@ -167,15 +167,15 @@ def test_yunet_counts_the_people_in_a_photo(photo: str, people: int, realdata: P
 
 
 @pytest.mark.parametrize("name", ["yunet", "dlib", "haar"])
-def test_a_frame_above_max_side_gives_boxes_in_its_own_pixels(name: str, detectors, photos, found) -> None:
+def test_a_frame_above_max_side_gives_boxes_in_its_own_pixels(name: str, face_detectors, photos, found) -> None:
     """A photo upscaled 3x is detected on a downscaled copy; its faces come back at 3x the photo's."""
     photo = "2008_002506.jpg"  # 500x375, three large faces
     rgb = photos[photo][0]
     big = cv2.resize(rgb, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
-    detector = detectors[name]
-    assert max(big.shape[:2]) > detector.max_side >= max(rgb.shape[:2])  # only the big one is downscaled
+    face_detector = face_detectors[name]
+    assert max(big.shape[:2]) > face_detector.max_side >= max(rgb.shape[:2])  # only the big one is downscaled
     small_faces = found[name][photo]
-    big_faces = detector(big)
+    big_faces = face_detector(big)
     assert len(small_faces) == 3 and len(big_faces) == 3
     for small in small_faces:
         expected = small.scaled(3)
@@ -240,10 +240,10 @@ def test_yunet_weights_are_downloaded_once_checked_and_cached(
     photo = read_image(realdata / "faces" / "multi" / "two_people.jpg")
     with http_server(served) as base_url:
         url = point_yunet_at(monkeypatch, base_url)
-        detector = create_face_detector("yunet")
+        face_detector = create_face_detector("yunet")
         assert files_under(cache) == [cache / "models" / YUNET_FILE]
         assert hashlib.sha256((cache / "models" / YUNET_FILE).read_bytes()).hexdigest() == YUNET_SHA256
-        assert len(detector(photo)) == 2
+        assert len(face_detector(photo)) == 2
     with pytest.raises(urllib.error.URLError):  # the server is gone: a second download would fail
         urllib.request.urlopen(url, timeout=5)
     assert len(create_face_detector("yunet")(photo)) == 2

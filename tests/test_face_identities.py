@@ -90,7 +90,7 @@ def people(realdata: Path, yunet: str, tmp_path_factory: pytest.TempPathFactory)
             src = realdata / "faces/people/knn_examples" / photo
             (root / "real" / f"{person}__{Path(photo).stem}{src.suffix}").symlink_to(src)
     out = root.parent / "prepared"
-    flags = ["--source", "folder", "--size", "160", "--workers", "0", "--face-detector-weights", yunet]
+    flags = ["--corpus", "folder", "--size", "160", "--workers", "0", "--face-detector-weights", yunet]
     assert main(["prepare", str(root), "--out", str(out), *flags]) == 0
     return out / "manifest.parquet"
 
@@ -171,7 +171,7 @@ def test_planted_pair_across_splits_is_caught_by_face_not_by_name(people: Path) 
 
 
 def test_merge_faces_keeps_every_person_on_one_side(people: Path, tmp_path: Path) -> None:
-    spec = SplitSpec.parse({"seed": 0, "sources": {"real": {"train": 60, "val": 20, "test": 20}}})
+    spec = SplitSpec.parse({"seed": 0, "manipulations": {"real": {"train": 60, "val": 20, "test": 20}}})
     plain, _ = split_manifest(people, spec, tmp_path / "plain.parquet")
     sides = plain.groupby(plain["video_id"].map(person_of))["split"].nunique()
     assert (sides > 1).any(), "the name-only split should scatter some person (choose another seed)"
@@ -302,7 +302,7 @@ def test_split_merge_faces_cli_puts_the_pair_on_one_side(
     for seed in range(4):
         out = planted.with_name(f"names_{seed}.parquet")
         assert (
-            main(["split", str(planted), "--source", "real=50/0/50", "--seed", str(seed), "--out", str(out)])
+            main(["split", str(planted), "--manipulation", "real=50/0/50", "--seed", str(seed), "--out", str(out)])
             == 0
         )
         side = read_manifest(out).drop_duplicates("video_id").set_index("video_id")["split"]
@@ -314,7 +314,7 @@ def test_split_merge_faces_cli_puts_the_pair_on_one_side(
                 [
                     "split",
                     str(planted),
-                    "--source",
+                    "--manipulation",
                     "real=50/0/50",
                     "--seed",
                     str(seed),

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from crossfake.data.audit import audit_test_set
-from crossfake.data.sources import get_source
+from crossfake.data.corpora import get_corpus
 from crossfake.data.splits import SplitMode, assign_splits
 from crossfake.experiments.studies import (
     LeakageArm,
@@ -25,7 +25,7 @@ from crossfake.experiments.studies import (
 from crossfake.utils.errors import CrossfakeError
 from tests.conftest import make_ffpp_tree, manifest_from_records
 
-TEST_SOURCES = ["real", "NeuralTextures"]
+TEST_MANIPULATIONS = ["real", "NeuralTextures"]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def ffpp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def manifest(ffpp: Path) -> pd.DataFrame:
-    return manifest_from_records(get_source("ffpp", ffpp).records(), frames=10)
+    return manifest_from_records(get_corpus("ffpp", ffpp).records(), frames=10)
 
 
 def study(ffpp: Path, **changes: Any) -> dict[str, Any]:
@@ -43,7 +43,7 @@ def study(ffpp: Path, **changes: Any) -> dict[str, Any]:
         "name": "tiny", "data": {"root": str(ffpp)}, "split": "report1",
         "methods": {"linear_probe": {"method": {"backbone": "tiny"}},
                     "lora": {"method": {"backbone": "tiny", "r": 4, "alpha": 8}, "train": {"epochs": 3}}},
-        "tests": {"NeuralTextures": TEST_SOURCES, "Face2Face": ["real", "Face2Face"]},
+        "tests": {"NeuralTextures": TEST_MANIPULATIONS, "Face2Face": ["real", "Face2Face"]},
     }
     return {"name": "leak", "experiment": experiment, "method": ["linear_probe", "lora"],
             "test": "NeuralTextures"} | changes
@@ -59,7 +59,7 @@ def arm_split(config: LeakageConfig, manifest: pd.DataFrame, arm: LeakageArm, se
 def test_each_arm_leaks_what_it_says(ffpp: Path, manifest: pd.DataFrame) -> None:
     config = LeakageConfig.parse(study(ffpp), where="study")
     assert config.arms == list(LeakageArm) and config.reference == LeakageArm.identity
-    audits = {arm: audit_test_set(arm_split(config, manifest, arm), TEST_SOURCES) for arm in LeakageArm}
+    audits = {arm: audit_test_set(arm_split(config, manifest, arm), TEST_MANIPULATIONS) for arm in LeakageArm}
     for arm, audit in audits.items():
         assert audit["videos"] > 0 and audit["manipulation_frames"] > 0, arm
 
@@ -68,7 +68,7 @@ def test_each_arm_leaks_what_it_says(ffpp: Path, manifest: pd.DataFrame) -> None
     every = audits[LeakageArm.frames_all]
     assert every["manipulation_frames_in_train"] > 0.7 * 10 * 40
     assert every["videos_in_train"] == every["videos"] and every["people_in_train"] == every["people"]
-    # Frames at random by each source's shares: videos and people leak, the manipulation does not.
+    # Frames at random by each manipulation's shares: videos and people leak, the manipulation does not.
     frames = audits[LeakageArm.frames]
     assert frames["manipulation_frames_in_train"] == frames["manipulation_videos_in_train"] == 0
     assert frames["videos_in_train"] > 0 and frames["people_in_train"] > 0
@@ -82,25 +82,25 @@ def test_each_arm_leaks_what_it_says(ffpp: Path, manifest: pd.DataFrame) -> None
     assert identity["videos_person_in_train"] == identity["manipulation_frames_in_train"] == 0
 
 
-def test_arms_split_the_same_sources_with_the_seed(ffpp: Path, manifest: pd.DataFrame) -> None:
+def test_arms_split_the_same_manipulations_with_the_seed(ffpp: Path, manifest: pd.DataFrame) -> None:
     config = LeakageConfig.parse(study(ffpp), where="study")
-    # The sources that train (real, FaceSwap) and the studied test set's; Face2Face belongs to no arm.
-    assert config.sources() == ["real", "FaceSwap", "NeuralTextures"]
+    # The manipulations that train (real, FaceSwap) and the studied test set's; Face2Face belongs to no arm.
+    assert config.manipulations() == ["real", "FaceSwap", "NeuralTextures"]
     for arm in LeakageArm:
         spec = config.arm_spec(arm, seed=3)
-        assert list(spec.sources) == config.sources() and spec.seed == 3
+        assert list(spec.manipulations) == config.manipulations() and spec.seed == 3
         df = arm_split(config, manifest, arm, seed=3)
-        assert df.loc[df["method"] == "Face2Face", "split"].isna().all()
+        assert df.loc[df["manipulation"] == "Face2Face", "split"].isna().all()
         assert not arm_split(config, manifest, arm, seed=4)["split"].equals(df["split"]), arm
     # A second test set brings its manipulation into every arm (and into frames-all's training).
     both = LeakageConfig.parse(study(ffpp, test=["NeuralTextures", "Face2Face"]), where="study")
-    assert both.sources() == ["real", "FaceSwap", "NeuralTextures", "Face2Face"]
-    assert both.arm_spec(LeakageArm.frames_all, 0).sources["Face2Face"].as_tuple() == (80, 10, 10)
+    assert both.manipulations() == ["real", "FaceSwap", "NeuralTextures", "Face2Face"]
+    assert both.arm_spec(LeakageArm.frames_all, 0).manipulations["Face2Face"].as_tuple() == (80, 10, 10)
     every = config.arm_spec(LeakageArm.frames_all, 0)
     assert every.mode == SplitMode.frame
-    assert {s: shares.as_tuple() for s, shares in every.sources.items()} == dict.fromkeys(config.sources(),
-                                                                                        (80, 10, 10))
-    assert config.arm_spec(LeakageArm.frames, 0).sources["NeuralTextures"].as_tuple() == (0, 0, 100)
+    assert {m: shares.as_tuple() for m, shares in every.manipulations.items()} == dict.fromkeys(
+        config.manipulations(), (80, 10, 10))
+    assert config.arm_spec(LeakageArm.frames, 0).manipulations["NeuralTextures"].as_tuple() == (0, 0, 100)
     assert config.arm_spec(LeakageArm.videos, 0).mode == SplitMode.literal
 
 
@@ -158,9 +158,9 @@ def test_an_ablation_still_studies_one_method_on_one_test_set(ffpp: Path) -> Non
 
 
 def test_audit_test_set_counts() -> None:
-    def row(video: str, method: str, target: str, source: str, split: str | None, frame: int = 0) -> dict:
-        return {"dataset": "d", "video_id": f"d/{method}/{video}", "method": method, "target_id": target,
-                "source_id": source, "split": split, "frame_idx": frame}
+    def row(video: str, manipulation: str, target: str, source: str, split: str | None, frame: int = 0) -> dict:
+        return {"corpus": "d", "video_id": f"d/{manipulation}/{video}", "manipulation": manipulation,
+                "target_id": target, "source_id": source, "split": split, "frame_idx": frame}
 
     df = pd.DataFrame([
         row("a", "real", "a", "a", "train"), row("a", "real", "a", "a", "test", 1),  # a video on two sides
@@ -171,14 +171,14 @@ def test_audit_test_set_counts() -> None:
         row("c", "FaceSwap", "c", "c", "test"),  # not in the test set
         row("g", "real", "g", "g", None),
     ])
-    assert audit_test_set(df, TEST_SOURCES) == {
+    assert audit_test_set(df, TEST_MANIPULATIONS) == {
         "people": 4, "people_in_train": 1,          # a, b, e, f; a trains
         "videos": 4, "videos_in_train": 1,          # real/a
         "videos_person_in_train": 2,                # real/a, NeuralTextures/a_b
         "manipulation_frames": 3, "manipulation_frames_in_train": 1, "manipulation_videos_in_train": 1,
     }
     with pytest.raises(CrossfakeError, match="no 'split' column"):
-        audit_test_set(df.drop(columns="split"), TEST_SOURCES)
+        audit_test_set(df.drop(columns="split"), TEST_MANIPULATIONS)
 
 
 # -- gaps, summary and the table ---------------------------------------------------------------------------

@@ -36,17 +36,18 @@ def random_data(seed: int, n: int = 600, fake_share: float = 1 / 11, decimals: i
     return y, s
 
 
-def video_table(seed: int = 0, n_real: int = 30, n_fake_per_method: int = 20, frames: int = 6):
-    """Frame predictions of real videos and of two manipulation methods, scores correlated within a video."""
+def video_table(seed: int = 0, n_real: int = 30, n_fake_per_manipulation: int = 20, frames: int = 6):
+    """Frame predictions of real videos and of two manipulations, scores correlated within a video."""
     rng = np.random.default_rng(seed)
     rows = []
-    for method, n_videos, shift in (("real", n_real, 0.0), ("FaceSwap", n_fake_per_method, 0.35),
-                                    ("NeuralTextures", n_fake_per_method, 0.15)):
+    for manipulation, n_videos, shift in (("real", n_real, 0.0), ("FaceSwap", n_fake_per_manipulation, 0.35),
+                                          ("NeuralTextures", n_fake_per_manipulation, 0.15)):
         for v in range(n_videos):
             base = rng.normal(0.35 + shift, 0.15)
             for f in range(frames):
-                rows.append({"video_id": f"ffpp/{method}/{v:03d}", "method": method, "frame_idx": f,
-                             "label": int(method != "real"), "score": float(base + rng.normal(0, 0.08))})
+                rows.append({"video_id": f"ffpp/{manipulation}/{v:03d}", "manipulation": manipulation,
+                             "frame_idx": f, "label": int(manipulation != "real"),
+                             "score": float(base + rng.normal(0, 0.08))})
     return pd.DataFrame(rows)
 
 
@@ -314,7 +315,7 @@ def test_video_with_mixed_labels_is_an_error():
 
 def test_overall_and_subgroups_match_pure_functions():
     df = video_table()
-    ev = evaluate_predictions(df, group_col="method", n_boot=0)
+    ev = evaluate_predictions(df, group_col="manipulation", n_boot=0)
     auc = metrics.roc_auc(df["label"], df["score"])
     assert ev.value("frame", "all", "auc") == pytest.approx(auc, abs=1e-12)
     videos = to_video_level(df)
@@ -322,7 +323,7 @@ def test_overall_and_subgroups_match_pure_functions():
         metrics.roc_auc(videos["label"], videos["score"]), abs=1e-12
     )
     # A manipulation is scored against every real row.
-    sub = df[df["method"].isin(["real", "FaceSwap"])]
+    sub = df[df["manipulation"].isin(["real", "FaceSwap"])]
     assert ev.value("frame", "FaceSwap", "auc") == pytest.approx(metrics.roc_auc(sub["label"], sub["score"]))
     fs = ev.results.query("level == 'frame' and group == 'FaceSwap'").iloc[0]
     assert (fs["n_real"], fs["n_fake"]) == (180, 120)
@@ -355,13 +356,13 @@ def test_stratified_counts_keep_class_sizes():
 
 def test_bootstrap_contains_point_and_is_deterministic():
     df = video_table()
-    ev = evaluate_predictions(df, group_col="method", n_boot=200, seed=7)
+    ev = evaluate_predictions(df, group_col="manipulation", n_boot=200, seed=7)
     r = ev.results.dropna(subset=["ci_low"])
     assert len(r) > 0.9 * len(ev.results)
     assert ((r["ci_low"] <= r["value"] + 1e-12) & (r["value"] <= r["ci_high"] + 1e-12)).all()
-    again = evaluate_predictions(df, group_col="method", n_boot=200, seed=7)
+    again = evaluate_predictions(df, group_col="manipulation", n_boot=200, seed=7)
     pd.testing.assert_frame_equal(ev.results, again.results)
-    other = evaluate_predictions(df, group_col="method", n_boot=200, seed=8)
+    other = evaluate_predictions(df, group_col="manipulation", n_boot=200, seed=8)
     assert not np.allclose(ev.results["ci_low"].fillna(0), other.results["ci_low"].fillna(0))
 
 
@@ -385,9 +386,9 @@ def test_frame_bootstrap_resamples_whole_videos():
 def test_bootstrap_1000_resamples_is_fast():
     import time
 
-    df = video_table(n_real=50, n_fake_per_method=100, frames=10)  # 2500 frames, 250 videos
+    df = video_table(n_real=50, n_fake_per_manipulation=100, frames=10)  # 2500 frames, 250 videos
     start = time.perf_counter()
-    evaluate_predictions(df, group_col="method", n_boot=1000)
+    evaluate_predictions(df, group_col="manipulation", n_boot=1000)
     assert time.perf_counter() - start < 10
 
 
@@ -395,7 +396,7 @@ def test_bootstrap_1000_resamples_is_fast():
 
 
 def test_to_dict_is_strict_json_and_round_trips():
-    ev = evaluate_predictions(video_table(), group_col="method", n_boot=20)
+    ev = evaluate_predictions(video_table(), group_col="manipulation", n_boot=20)
     text = json.dumps(ev.to_dict(), allow_nan=False)
     back = Evaluation.from_dict(json.loads(text))
     pd.testing.assert_frame_equal(back.results, ev.results, check_dtype=False)
@@ -419,7 +420,7 @@ def test_plot_roc_overlays_given_curves(tmp_path):
 
 
 def test_format_results_text_and_markdown():
-    ev = evaluate_predictions(video_table(), group_col="method", n_boot=100)
+    ev = evaluate_predictions(video_table(), group_col="manipulation", n_boot=100)
     text = tables.format_results(ev.results)
     assert "Frame level" in text and "Video level (score = mean" in text and "majority vote" in text
     header = next(line for line in text.splitlines() if line.startswith("group"))

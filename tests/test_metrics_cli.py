@@ -18,15 +18,15 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def predictions(seed: int = 0) -> pd.DataFrame:
-    """Frames of real videos and two methods, labels as strings, video names with leading zeros."""
+    """Frames of real videos and two manipulations, labels as strings, video names with leading zeros."""
     rng = np.random.default_rng(seed)
     rows = []
-    for method, n_videos, shift in (("real", 24, 0.0), ("FaceSwap", 16, 0.4), ("NeuralTextures", 16, 0.15)):
+    for manipulation, n_videos, shift in (("real", 24, 0.0), ("FaceSwap", 16, 0.4), ("NeuralTextures", 16, 0.15)):
         for v in range(n_videos):
             base = rng.normal(0.35 + shift, 0.15)
             for _ in range(5):
-                rows.append({"video_id": f"{v:03d}" if method == "real" else f"{method}/{v:03d}",
-                             "method": method, "label": "real" if method == "real" else "fake",
+                rows.append({"video_id": f"{v:03d}" if manipulation == "real" else f"{manipulation}/{v:03d}",
+                             "manipulation": manipulation, "label": "real" if manipulation == "real" else "fake",
                              "prob": round(float(base + rng.normal(0, 0.08)), 3)})
     return pd.DataFrame(rows)
 
@@ -40,10 +40,30 @@ def write(df: pd.DataFrame, path: Path) -> Path:
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_old_column_names_are_read_as_today(tmp_path, capsys, suffix):
+    """A table written before the rename (``method`` for the manipulation, ``dataset`` for the corpus) gives
+    the same results, grouped by ``--group-col method`` or ``manipulation``."""
+    df = predictions().assign(corpus="ffpp")
+    new = write(df, tmp_path / f"new{suffix}")
+    old = write(df.rename(columns={"manipulation": "method", "corpus": "dataset"}), tmp_path / f"old{suffix}")
+    results = []
+    for path, col in ((new, "manipulation"), (old, "method"), (old, "manipulation")):
+        out = tmp_path / f"{path.stem}_{col}"
+        assert main(["metrics", str(path), "--score-col", "prob", "--group-col", col, "--bootstrap", "0",
+                     "--out", str(out)]) == 0
+        record = json.loads((out / "metrics.json").read_text())
+        assert record["info"]["group_col"] == "manipulation"
+        results.append(record["results"])
+    capsys.readouterr()
+    assert results[0] == results[1] == results[2]
+    assert {r["group"] for r in results[0]} == {"all", "real", "FaceSwap", "NeuralTextures"}
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_end_to_end(tmp_path, capsys, suffix):
     df = predictions()
     path = write(df, tmp_path / f"preds{suffix}")
-    rc = main(["metrics", str(path), "--score-col", "prob", "--group-col", "method", "--bootstrap", "200"])
+    rc = main(["metrics", str(path), "--score-col", "prob", "--group-col", "manipulation", "--bootstrap", "200"])
     out = capsys.readouterr().out
     assert rc == 0
     assert "Frame level" in out and "Video level (score = mean" in out and "Video level (majority vote" in out
@@ -56,7 +76,7 @@ def test_end_to_end(tmp_path, capsys, suffix):
     record = json.loads((folder / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(c))
     assert record["input"] == str(path.resolve())
     assert record["input_sha256"] == file_sha256(path)
-    assert record["info"]["n_boot"] == 200 and record["info"]["group_col"] == "method"
+    assert record["info"]["n_boot"] == 200 and record["info"]["group_col"] == "manipulation"
     res = pd.DataFrame(record["results"])
     assert set(res["level"]) == {"frame", "video_mean", "video_vote"}
     assert set(res["group"]) == {"all", "real", "FaceSwap", "NeuralTextures"}

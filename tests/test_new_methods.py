@@ -266,7 +266,7 @@ def test_prompt_tuning_trains_on_cached_features(tmp_path: Path):
     assert config.train.feature_cache
     info = train(config, progress=False)
     assert FeatureCache(tmp_path / "cache").root.is_dir() and any((tmp_path / "cache").rglob("*.npy"))
-    assert info.record["feature_cache"] is not None
+    assert info.record.feature_cache is not None
     detector, _ = load_run(info.run_dir)
     _, val = training_rows(read_manifest(manifest), config.data, seed=0)
     again = predict_manifest(detector, val, config.eval_batch_size, progress=False)  # from images, no cache

@@ -1,4 +1,4 @@
-"""``crossfake prepare`` from the command line: sources, flags, YAML config, errors and resuming."""
+"""``crossfake prepare`` from the command line: corpora, flags, YAML config, errors and resuming."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from crossfake.data.synth import SynthConfig, synthesize
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real/ + fake/<method>/ folder corpus: two face videos per class and one corrupt fake."""
+    """A real/ + fake/<manipulation>/ folder corpus: two face videos per class and one corrupt fake."""
     root = tmp_path_factory.mktemp("corpus") / "mini"
     (root / "real").mkdir(parents=True)
     (root / "fake/FaceSwap").mkdir(parents=True)
@@ -32,7 +32,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def prepare_cli(root: Path, out: Path, *flags: str) -> int:
-    args = ["prepare", str(root), "--source", "folder", "--out", str(out), "--workers", "0", "--face-detector", "haar"]
+    args = ["prepare", str(root), "--corpus", "folder", "--out", str(out), "--workers", "0", "--face-detector", "haar"]
     return main([*args, *flags])
 
 
@@ -41,7 +41,7 @@ def test_prepare_folder_corpus(corpus: Path, tmp_path: Path, capsys: pytest.Capt
     printed = capsys.readouterr().out
     assert "crops written" in printed and "open: Invalid data found when processing input" in printed
     df = read_manifest(tmp_path)
-    assert len(df) == 9 and set(df["method"]) == {"real", "FaceSwap"} and (df["dataset"] == "mini").all()
+    assert len(df) == 9 and set(df["manipulation"]) == {"real", "FaceSwap"} and (df["corpus"] == "mini").all()
     info = json.loads((tmp_path / "prepare.json").read_text())
     assert info["config"]["frames"] == 3 and info["config"]["crop"]["size"] == 48
     assert info["summary"]["videos"] == 4 and info["summary"]["failed"] == 1
@@ -54,12 +54,12 @@ def test_prepare_folder_corpus(corpus: Path, tmp_path: Path, capsys: pytest.Capt
     assert len(read_manifest(tmp_path)) == 12
 
 
-def test_sampling_flags_limit_and_methods(corpus: Path, tmp_path: Path) -> None:
+def test_sampling_flags_limit_and_manipulations(corpus: Path, tmp_path: Path) -> None:
     assert (
-        prepare_cli(corpus, tmp_path / "every", "--every", "2", "--methods", "FaceSwap", "--limit", "1") == 0
+        prepare_cli(corpus, tmp_path / "every", "--every", "2", "--manipulations", "FaceSwap", "--limit", "1") == 0
     )
     df = read_manifest(tmp_path / "every")
-    assert df.groupby("method").size().to_dict() == {"FaceSwap": 3, "real": 3}
+    assert df.groupby("manipulation").size().to_dict() == {"FaceSwap": 3, "real": 3}
     assert df["frame_idx"].drop_duplicates().tolist() == [0, 2, 4]
     assert prepare_cli(corpus, tmp_path / "all", "--all-frames", "--limit", "1", "--format", "jpg") == 0
     df = read_manifest(tmp_path / "all")
@@ -92,7 +92,7 @@ def test_yaml_config_with_flag_overrides(corpus: Path, tmp_path: Path) -> None:
         (["--align"], "align needs landmarks, and the haar face detector gives none"),
         (["--smooth", "2"], "smooth: must be odd"),
         (["--limit", "0"], "--limit must be at least 1"),
-        (["--methods", "Deepfakes"], "Deepfakes"),
+        (["--manipulations", "Deepfakes"], "Deepfakes"),
     ],
 )
 def test_bad_settings_are_reported(
@@ -117,11 +117,11 @@ def test_bad_yaml_key_and_wrong_root(corpus: Path, tmp_path: Path, capsys: pytes
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_ffpp_source_with_unreadable_videos(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_ffpp_corpus_with_unreadable_videos(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # The shared FF++ fixture holds empty files: every video fails to open, and the command says so.
     root = make_ffpp_tree(tmp_path / "ffpp", n_pairs=3)
     out = tmp_path / "out"
-    rc = main(["prepare", str(root), "--out", str(out), "--workers", "0", "--methods", "FaceSwap", "--face-detector", "haar"])
+    rc = main(["prepare", str(root), "--out", str(out), "--workers", "0", "--manipulations", "FaceSwap", "--face-detector", "haar"])
     assert rc == 1 and "no face crop was written" in capsys.readouterr().out
     fails = pd.read_parquet(out / "failures.parquet")
     assert len(fails) == 12 and set(fails["stage"]) == {"open"}
@@ -130,11 +130,29 @@ def test_ffpp_source_with_unreadable_videos(tmp_path: Path, capsys: pytest.Captu
 
 def test_ffpp_synthetic_with_limit(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = synthesize(
-        tmp_path / "ffpp", SynthConfig(n_videos=8, n_frames=4, methods=("FaceSwap",)), workers=0
+        tmp_path / "ffpp", SynthConfig(n_videos=8, n_frames=4, manipulations=("FaceSwap",)), workers=0
     )
     out = tmp_path / "out"
-    flags = ["--methods", "FaceSwap", "--limit", "2", "--frames", "2", "--size", "32", "--workers", "0", "--face-detector", "haar"]
+    flags = ["--manipulations", "FaceSwap", "--limit", "2", "--frames", "2", "--size", "32", "--workers", "0", "--face-detector", "haar"]
     assert main(["prepare", str(root), "--out", str(out), "--compression", "c23", *flags]) == 0
     assert re.search(r"crops written +8\n", capsys.readouterr().out)
     df = read_manifest(out)
-    assert df.groupby("method")["video_id"].nunique().to_dict() == {"FaceSwap": 2, "real": 2}
+    assert df.groupby("manipulation")["video_id"].nunique().to_dict() == {"FaceSwap": 2, "real": 2}
+
+
+@pytest.mark.parametrize(
+    ("argv", "dest", "value"),
+    [
+        (["prepare", "ROOT", "--out", "OUT", "--source", "folder"], "corpus", "folder"),
+        (["prepare", "ROOT", "--out", "OUT", "--methods", "FaceSwap"], "manipulations", "FaceSwap"),
+        (["split", "M", "--source", "real=80/10/10"], "manipulation", ["real=80/10/10"]),
+        (["synth", "OUT", "--methods", "FaceSwap"], "manipulations", "FaceSwap"),
+        (["robustness", "RUN", "--sources", "real,FaceSwap"], "manipulations", "real,FaceSwap"),
+    ],
+)
+def test_flags_of_the_old_vocabulary_still_parse(argv: list[str], dest: str, value: object) -> None:
+    """Scripts written before the rename (`--source`, `--sources`, `--methods`) keep working."""
+    from crossfake.cli.main import _command_parser
+
+    parser, _ = _command_parser(argv[0])
+    assert getattr(parser.parse_args(argv[1:]), dest) == value

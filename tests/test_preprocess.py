@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from crossfake.data.corpora import get_corpus
+from crossfake.data.corpora.base import VideoRecord
 from crossfake.data.manifest import COLUMNS, FAILURE_COLUMNS, read_manifest, resolve_paths
 from crossfake.data.preprocess import (
     Face,
@@ -32,8 +34,6 @@ from crossfake.data.preprocess import (
 from crossfake.data.preprocess.crop import center_box, crop_square
 from crossfake.data.preprocess.face_detectors.haar import HaarDetector
 from crossfake.data.preprocess.video import count_frames, decode_frames
-from crossfake.data.sources import get_source
-from crossfake.data.sources.base import VideoRecord
 from crossfake.data.synth import SynthConfig, synthesize
 from crossfake.utils.errors import CrossfakeError
 
@@ -123,15 +123,15 @@ def read_code(rgb: np.ndarray) -> int:
 
 
 def record(
-    path: Path, method: str = "real", name: str | None = None, label: int | None = None
+    path: Path, manipulation: str = "real", name: str | None = None, label: int | None = None
 ) -> VideoRecord:
     name = name or path.stem
     return VideoRecord(
         path=path,
-        dataset="test",
-        method=method,
+        corpus="test",
+        manipulation=manipulation,
         name=name,
-        label=int(method != "real") if label is None else label,
+        label=int(manipulation != "real") if label is None else label,
         target_id=name,
         source_id=name,
     )
@@ -260,19 +260,19 @@ def test_truncated_video_gives_a_prefix_of_its_frames(media: dict[str, Path]) ->
     assert 0 < len(decoded) < 30 and decoded == list(range(len(decoded)))
 
 
-# -- detectors ------------------------------------------------------------------------------------------
+# -- face detectors --------------------------------------------------------------------------------------
 
 
 def test_haar_finds_the_drawn_face_and_scores_it(media: dict[str, Path]) -> None:
-    detector = create_face_detector("haar")
+    face_detector = create_face_detector("haar")
     for _, rgb in decode_frames(media["face"], range(10)):
-        faces = detector(rgb)
+        faces = face_detector(rgb)
         assert len(faces) == 1
         f = faces[0]
         # The face is drawn 108 px tall around (120 + i, 90); the box must overlap it well.
         assert abs((f.x0 + f.x1) / 2 - 122) < 15 and abs((f.y0 + f.y1) / 2 - 90) < 15
         assert 60 < f.width < 140 and f.score > 0
-    assert detector(background(240, 180)) == []
+    assert face_detector(background(240, 180)) == []
 
 
 def test_haar_downscales_large_frames_and_maps_boxes_back() -> None:
@@ -288,7 +288,7 @@ def test_haar_downscales_large_frames_and_maps_boxes_back() -> None:
         assert abs(a - b) < 0.08 * full[0].width
 
 
-def test_detector_registry_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_face_detector_registry_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert {"haar", "yunet", "dlib"} <= set(list_face_detectors())
     with pytest.raises(CrossfakeError, match="unknown face detector 'retinaface'"):
         create_face_detector("retinaface")
@@ -380,18 +380,18 @@ def test_config_validation(tmp_path: Path) -> None:
         ({"sampling": "random"}, "sampling"),
         ({"frame": 8}, "frame"),
     ):
-        with pytest.raises(CrossfakeError, match=f"invalid prepare config: {field}"):
-            PrepareConfig(**bad)
+        with pytest.raises(CrossfakeError, match=f"prepare config is invalid: {field}"):
+            PrepareConfig.parse(bad)
     assert PrepareConfig(workers=3).crop_hash() == PrepareConfig(workers=0).crop_hash()
     assert PrepareConfig(size=128).crop_hash() != PrepareConfig().crop_hash()
     (tmp_path / "c.yaml").write_text("frames: 8\nno_face: center\nsizee: 3\n")
     with pytest.raises(CrossfakeError, match="c.yaml.*sizee"):
         PrepareConfig.from_yaml(tmp_path / "c.yaml")
     (tmp_path / "c.yaml").write_text("- frames: 8\n")
-    with pytest.raises(CrossfakeError, match="c.yaml: expected a mapping of prepare settings, got list"):
+    with pytest.raises(CrossfakeError, match="c.yaml: expected a mapping with prepare settings, got list"):
         PrepareConfig.from_yaml(tmp_path / "c.yaml")
     (tmp_path / "c.yaml").write_text("frames: 0\nmargin: 0.9\n")  # every bad key named
-    with pytest.raises(CrossfakeError, match=r"c.yaml: invalid prepare config: frames: .*; crop.margin: "):
+    with pytest.raises(CrossfakeError, match=r"c.yaml is invalid: frames: .*; crop.margin: "):
         PrepareConfig.from_yaml(tmp_path / "c.yaml")
     (tmp_path / "c.yaml").write_text("frames: 8\nno_face: center\n")
     assert PrepareConfig.from_yaml(tmp_path / "c.yaml").crop.no_face == "center"
@@ -400,7 +400,7 @@ def test_config_validation(tmp_path: Path) -> None:
 
 def test_crop_keeps_the_largest_face_with_margin(tmp_path: Path, media: dict[str, Path]) -> None:
     summary = prepare(
-        [record(media["face"])], tmp_path, config(detector="test-two-faces", size=96), progress=False
+        [record(media["face"])], tmp_path, config(face_detector="test-two-faces", size=96), progress=False
     )
     df = read_manifest(tmp_path / "manifest.parquet")
     assert summary.crops_written == len(df) == 4
@@ -415,7 +415,7 @@ def test_crop_keeps_the_largest_face_with_margin(tmp_path: Path, media: dict[str
 
 def test_prepare_records_failures_and_keeps_going(tmp_path: Path, media: dict[str, Path]) -> None:
     kinds = ["corrupt", "face", "empty", "noface", "image", "truncated", "audio"]
-    records = [record(media[k], method="real" if k in ("face", "image") else "Fake") for k in kinds]
+    records = [record(media[k], manipulation="real" if k in ("face", "image") else "Fake") for k in kinds]
     summary = prepare(records, tmp_path, config(frames=6), progress=False)
     df = read_manifest(tmp_path)
     fails = pd.read_parquet(tmp_path / "failures.parquet")
@@ -463,14 +463,14 @@ def test_decode_error_part_way_fails_the_remaining_frames(
 
 
 def test_manifest_schema_and_paths(tmp_path: Path, media: dict[str, Path]) -> None:
-    records = [record(media["face"]), record(media["face2"], method="FaceSwap", name="face_face2", label=1)]
+    records = [record(media["face"]), record(media["face2"], manipulation="FaceSwap", name="face_face2", label=1)]
     prepare(records, tmp_path, config(), progress=False)
     df = read_manifest(tmp_path / "manifest.parquet")
     assert list(df.columns) == list(COLUMNS)
     assert df["sample_id"].is_unique
     assert df["path"].str.startswith("crops/test/").all()
     assert all(Path(p).is_file() for p in resolve_paths(df))
-    fake = df[df["method"] == "FaceSwap"].iloc[0]
+    fake = df[df["manipulation"] == "FaceSwap"].iloc[0]
     assert fake.label == 1 and fake.path == f"crops/test/FaceSwap/face_face2/{fake.frame_idx:06d}.png"
     assert fake.video_path == str(media["face2"].resolve())
     info = json.loads((tmp_path / "prepare.json").read_text())
@@ -494,21 +494,21 @@ def test_jpg_format(tmp_path: Path, media: dict[str, Path]) -> None:
 def test_resume_does_no_work_twice(tmp_path: Path, media: dict[str, Path]) -> None:
     records = [record(media["face"]), record(media["face2"]), record(media["noface"])]
     CountingHaar.calls = 0
-    first = prepare(records, tmp_path, config(detector="test-counting"), progress=False)
+    first = prepare(records, tmp_path, config(face_detector="test-counting"), progress=False)
     assert CountingHaar.calls == 12
     shards = sorted((tmp_path / ".shards").glob("*.parquet"))
     mtimes = [p.stat().st_mtime_ns for p in shards]
     manifest = pd.read_parquet(tmp_path / "manifest.parquet")
 
     CountingHaar.calls = 0
-    second = prepare(records, tmp_path, config(detector="test-counting"), progress=False)
+    second = prepare(records, tmp_path, config(face_detector="test-counting"), progress=False)
     assert CountingHaar.calls == 0, "the failed video (no face) must not be retried either"
     assert second.skipped == 3 and second.done == second.failed == second.frames_sampled == 0
     assert [p.stat().st_mtime_ns for p in shards] == mtimes
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "manifest.parquet"), manifest)
     assert second.failures == first.failures
 
-    prepare(records, tmp_path, config(detector="test-counting"), progress=False, retry_failed=True)
+    prepare(records, tmp_path, config(face_detector="test-counting"), progress=False, retry_failed=True)
     assert CountingHaar.calls == 4  # only the no-face video again
 
 
@@ -516,7 +516,7 @@ def test_resume_after_a_crash_redoes_only_the_unfinished_video(
     tmp_path: Path, media: dict[str, Path]
 ) -> None:
     records = [record(media["face"]), record(media["face2"])]
-    prepare(records, tmp_path, config(detector="test-counting"), progress=False)
+    prepare(records, tmp_path, config(face_detector="test-counting"), progress=False)
     manifest = pd.read_parquet(tmp_path / "manifest.parquet")
     # What kill -9 in the middle of face2 leaves: some crops, a temporary crop, no shard for face2, and
     # temporary files of a shard and of the manifest being written.
@@ -529,7 +529,7 @@ def test_resume_after_a_crash_redoes_only_the_unfinished_video(
     (tmp_path / ".manifest.parquet.q1w2.tmp.parquet").write_bytes(b"half")
 
     CountingHaar.calls = 0
-    summary = prepare(records, tmp_path, config(detector="test-counting"), progress=False)
+    summary = prepare(records, tmp_path, config(face_detector="test-counting"), progress=False)
     assert CountingHaar.calls == 4 and summary.done == 1 and summary.skipped == 1
     assert not list(tmp_path.rglob("*.tmp*"))
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "manifest.parquet"), manifest)
@@ -542,7 +542,7 @@ sys.path.insert(0, sys.argv[1])
 from pathlib import Path
 from test_preprocess import config, prepare, record
 records = [record(Path(sys.argv[3]), name=f"v{i}") for i in range(8)]
-prepare(records, sys.argv[2], config(detector="test-slow"), progress=False)
+prepare(records, sys.argv[2], config(face_detector="test-slow"), progress=False)
 """
 
 
@@ -563,10 +563,10 @@ def test_kill_9_mid_run_then_resume(tmp_path: Path, media: dict[str, Path]) -> N
     assert 0 < finished < 8 and not (out / "manifest.parquet").exists()
 
     records = [record(media["face"], name=f"v{i}") for i in range(8)]
-    summary = prepare(records, out, config(detector="test-slow"), progress=False)
+    summary = prepare(records, out, config(face_detector="test-slow"), progress=False)
     assert summary.skipped == finished and summary.done == 8 - finished
     assert not list(out.rglob("*.tmp*"))
-    prepare(records, tmp_path / "clean", config(detector="test-slow"), progress=False)
+    prepare(records, tmp_path / "clean", config(face_detector="test-slow"), progress=False)
     pd.testing.assert_frame_equal(read_manifest(out), read_manifest(tmp_path / "clean"))
     assert sorted(p.relative_to(out) for p in (out / "crops").rglob("*.png")) == sorted(
         p.relative_to(tmp_path / "clean") for p in (tmp_path / "clean/crops").rglob("*.png")
@@ -594,8 +594,8 @@ def test_identity_groups_and_record_columns(tmp_path: Path, media: dict[str, Pat
     prepare([real, fake], tmp_path, config(), progress=False)
     df = read_manifest(tmp_path)
     assert df["identity_group"].nunique() == 1  # the fake shares person 000 with the real video
-    assert set(df.loc[df["method"] == "FaceSwap", ["target_id", "source_id"]].iloc[0]) == {"001", "000"}
-    assert (df.loc[df["method"] == "real", "official_split"] == "train").all()
+    assert set(df.loc[df["manipulation"] == "FaceSwap", ["target_id", "source_id"]].iloc[0]) == {"001", "000"}
+    assert (df.loc[df["manipulation"] == "real", "official_split"] == "train").all()
 
 
 def test_duplicate_ids_and_empty_input_are_errors(tmp_path: Path, media: dict[str, Path]) -> None:
@@ -629,17 +629,17 @@ def test_unwritable_crop_is_a_write_failure(tmp_path: Path, media: dict[str, Pat
 
 
 def test_end_to_end_on_synthetic_ffpp(tmp_path: Path) -> None:
-    synth = SynthConfig(n_videos=8, n_frames=8, methods=("FaceSwap", "Face2Face"))
+    synth = SynthConfig(n_videos=8, n_frames=8, manipulations=("FaceSwap", "Face2Face"))
     root = synthesize(tmp_path / "ffpp", synth, workers=0)
-    records = get_source("ffpp", root).records()
+    records = get_corpus("ffpp", root).records()
     summary = prepare(records, tmp_path / "out", config(frames=4, workers=2), progress=False)
     assert summary.videos == len(records) == 24 and summary.failed == 0
     df = read_manifest(tmp_path / "out")
     assert summary.faces_found >= 0.95 * summary.frames_sampled == 0.95 * 96
-    assert set(df["method"]) == {"real", "FaceSwap", "Face2Face"}
-    assert (df["label"] == (df["method"] != "real").astype(int)).all() and df["official_split"].notna().all()
+    assert set(df["manipulation"]) == {"real", "FaceSwap", "Face2Face"}
+    assert (df["label"] == (df["manipulation"] != "real").astype(int)).all() and df["official_split"].notna().all()
     assert (df["det_score"] > 0).all() and (df["num_faces"] >= 1).all() and (df["face_x1"] <= 256).all()
-    fake = df[df["method"] == "FaceSwap"].iloc[0]
+    fake = df[df["manipulation"] == "FaceSwap"].iloc[0]
     target, source = fake.video_id.rsplit("/", 1)[1].split("_")
     assert (fake.target_id, fake.source_id) == (target, source)
     # A fake shares its identity group with both of its originals.

@@ -40,7 +40,7 @@ def test_bundled_backbone_loads_offline_by_alias() -> None:
     from transformers import CLIPModel
 
     bundle = build_clip(SYNTH_TINY)
-    assert bundle.source == "bundled" and isinstance(bundle.model, CLIPModel)
+    assert bundle.origin == "bundled" and isinstance(bundle.model, CLIPModel)
     recipe = PretrainConfig.from_yaml(bundled_clip_dir() / "pretrain.yaml").model
     vision = bundle.model.config.vision_config
     assert (vision.image_size, vision.patch_size, vision.hidden_size, vision.num_hidden_layers) == (

@@ -50,7 +50,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic FF++ (8 originals, FaceSwap), one fake corrupt so that failures are compared too."""
     root = synthesize(
         tmp_path_factory.mktemp("synth") / "ffpp",
-        SynthConfig(n_videos=8, n_frames=6, methods=("FaceSwap",)),
+        SynthConfig(n_videos=8, n_frames=6, manipulations=("FaceSwap",)),
         workers=0,
     )
     videos = root / "manipulated_sequences/FaceSwap/c23/videos"

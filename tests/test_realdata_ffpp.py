@@ -1,4 +1,4 @@
-"""FaceForensics++'s real metadata: YouTube sources grouped, the official split's straddles audited.
+"""FaceForensics++'s real metadata: YouTube videos grouped, the official split's straddles audited.
 
 The tree is FF++'s real names (1000 originals, both fakes of every official pair) as empty files in
 tmp_path; the real ``conversion_dict.json`` and ``train/val/test.json`` are read from the shared real-data
@@ -17,12 +17,12 @@ import pytest
 
 from crossfake.cli.main import main as cli_main
 from crossfake.data.audit import audit_split
+from crossfake.data.corpora import VideoRecord, get_corpus
+from crossfake.data.corpora.ffpp import youtube_key
 from crossfake.data.identity import identity_groups
 from crossfake.data.manifest import write_manifest
-from crossfake.data.sources import VideoRecord, get_source
-from crossfake.data.sources.ffpp import youtube_key
 from crossfake.data.splits import SplitSpec, assign_splits, load_spec
-from tests.conftest import METHODS, manifest_from_records
+from tests.conftest import MANIPULATIONS, manifest_from_records
 
 # FF++'s originals cut from one YouTube video that its official split puts on two sides (DESIGN.md, Data).
 STRADDLING = {("605", "606"), ("639", "640"), ("755", "756"), ("837", "838"), ("875", "876"),
@@ -85,14 +85,14 @@ def records(tmp_path_factory: pytest.TempPathFactory, metadata: Path) -> list[Vi
     real.mkdir(parents=True)
     for original in json.loads((metadata / "conversion_dict.json").read_text()):
         (real / f"{original}.mp4").touch()
-    for method in METHODS:
-        fakes = root / "manipulated_sequences" / method / "c23/videos"
+    for manipulation in MANIPULATIONS:
+        fakes = root / "manipulated_sequences" / manipulation / "c23/videos"
         fakes.mkdir(parents=True)
         for a, b in pairs:
             (fakes / f"{a}_{b}.mp4").touch()
             (fakes / f"{b}_{a}.mp4").touch()
     shutil.copyfile(metadata / "conversion_dict.json", root / "conversion_dict.json")  # tmp, not the repo
-    return get_source("ffpp", root, split_dir=metadata).records()
+    return get_corpus("ffpp", root, split_dir=metadata).records()
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +100,12 @@ def manifest(records: list[VideoRecord]) -> pd.DataFrame:
     return manifest_from_records(records, frames=1)
 
 
-def test_every_multi_sequence_youtube_source_is_one_identity_group(
+def test_every_multi_sequence_youtube_video_is_one_identity_group(
     records: list[VideoRecord], conversion: dict[str, str], multi_sequence: dict[str, list[str]]
 ) -> None:
-    assert len(records) == 1000 + len(METHODS) * 1000
+    assert len(records) == 1000 + len(MANIPULATIONS) * 1000
     assert len(multi_sequence) == 22 and sum(map(len, multi_sequence.values())) == 45
-    by_id = {r.name: r for r in records if r.method == "real"}
+    by_id = {r.name: r for r in records if r.manipulation == "real"}
     assert {youtube_key(v) for v in conversion.values()} == {
         k.removeprefix("youtube:") for r in by_id.values() for k in r.identity_keys
     }
@@ -113,11 +113,11 @@ def test_every_multi_sequence_youtube_source_is_one_identity_group(
     for video, originals in multi_sequence.items():
         assert len({groups[f"ffpp/real/{o}"] for o in originals}) == 1, f"{video}: {originals} not grouped"
         assert all(by_id[o].identity_keys == (f"youtube:{video}",) for o in originals)
-    # 500 official pairs, linked by the sources' 23 extra sequences; one link (942/943) is within a pair.
+    # 500 official pairs, linked by the YouTube videos' 23 extra sequences; one link (942/943) is within a pair.
     assert len(set(groups.values())) == 500 - 22
 
 
-def test_official_split_audit_lists_the_seven_straddling_sources(
+def test_official_split_audit_lists_the_seven_straddling_youtube_videos(
     manifest: pd.DataFrame, multi_sequence: dict[str, list[str]]
 ) -> None:
     df = assign_splits(manifest, load_spec("ffpp-official"))
@@ -128,7 +128,7 @@ def test_official_split_audit_lists_the_seven_straddling_sources(
     assert straddling == STRADDLING  # the metadata says what DESIGN.md says
 
     report = audit_split(df)
-    assert report.overlaps["people"].sum() == 0  # pairs stay together; only YouTube sources straddle
+    assert report.overlaps["people"].sum() == 0  # pairs stay together; only YouTube videos straddle
     assert report.overlaps["groups"].sum() == len(STRADDLING) == len(report.shared_groups)
     for a, b in STRADDLING:
         rows = [
@@ -148,7 +148,7 @@ def test_official_split_audit_lists_the_seven_straddling_sources(
     assert report.leaks
 
 
-def test_split_and_audit_commands_report_the_straddling_sources(
+def test_split_and_audit_commands_report_the_straddling_youtube_videos(
     manifest: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "manifest.parquet"
@@ -167,13 +167,13 @@ def test_split_and_audit_commands_report_the_straddling_sources(
 
 
 @pytest.mark.parametrize("spec", ["report1", "default 80/10/10"])
-def test_identity_splits_share_no_youtube_source(
+def test_identity_splits_share_no_youtube_video(
     manifest: pd.DataFrame, multi_sequence: dict[str, list[str]], spec: str
 ) -> None:
     if spec == "report1":
         split_spec = load_spec("report1")
     else:
-        split_spec = SplitSpec.parse({"sources": {m: {"train": 80, "val": 10, "test": 10} for m in ("real", *METHODS)}})
+        split_spec = SplitSpec.parse({"manipulations": {m: {"train": 80, "val": 10, "test": 10} for m in ("real", *MANIPULATIONS)}})
     df = assign_splits(manifest, split_spec)
     report = audit_split(df)
     assert not report.leaks and report.shared_groups.empty

@@ -1,11 +1,11 @@
-"""The registry behind every part created by name (sources, face detectors, methods, VLM backends)."""
+"""The registry behind every part created by name (corpora, face detectors, detection methods, VLM backends)."""
 
 from __future__ import annotations
 
 import pytest
 
+from crossfake.data.corpora import list_corpora
 from crossfake.data.preprocess import list_face_detectors
-from crossfake.data.sources import list_sources
 from crossfake.methods import list_methods
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.registry import Registry
@@ -32,7 +32,7 @@ def test_register_get_build_and_errors():
 
 
 def test_every_shipped_part_is_registered():
-    assert {"ffpp", "folder"} <= set(list_sources())
+    assert {"ffpp", "folder"} <= set(list_corpora())
     assert {"haar", "yunet"} <= set(list_face_detectors())
     assert {"linear_probe", "lora", "visual_prompt", "reprogramming", "vlm_zero_shot", "vlm_qlora"} <= set(
         list_methods()

@@ -20,15 +20,15 @@ from crossfake.evaluation import metrics
 from crossfake.evaluation.plots import plot_heatmap
 from crossfake.evaluation.tables import render
 from crossfake.reports import build_report, compare_text, headline_text, load_runs, load_summary
-from crossfake.reports.collect import collect, summarise_test_sets
+from crossfake.reports.collect import collect, read_predictions, summarise_test_sets
 from crossfake.runs.experiment import load_experiment
 from crossfake.utils.errors import CrossfakeError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 N_BOOT = 20
 FRAMES = 5
-#: source -> (videos, split); reals are split train/val/test below.
-SOURCES = {"FaceSwap": 6, "NeuralTextures": 8, "Face2Face": 4}
+#: manipulation -> fake videos; reals are split train/val/test below.
+FAKE_VIDEOS = {"FaceSwap": 6, "NeuralTextures": 8, "Face2Face": 4}
 N_REAL_TEST = 4
 TEST_SETS = {"nt": ["real", "NeuralTextures"], "mixed": ["real", "NeuralTextures", "Face2Face"]}
 
@@ -37,20 +37,20 @@ def split_manifest() -> pd.DataFrame:
     """12 real videos (train 4, val 4, test 4), FaceSwap train/val, NeuralTextures and Face2Face test."""
     rows = []
 
-    def add(method: str, name: str, split: str | None, person: str) -> None:
+    def add(manipulation: str, name: str, split: str | None, person: str) -> None:
         for f in range(FRAMES):
-            video = f"ffpp/{method}/{name}"
-            rows.append({"sample_id": f"{video}/{f:06d}", "video_id": video, "dataset": "ffpp", "method": method,
-                         "label": int(method != "real"), "identity_group": f"ffpp:person:{person}",
+            video = f"ffpp/{manipulation}/{name}"
+            rows.append({"sample_id": f"{video}/{f:06d}", "video_id": video, "corpus": "ffpp",
+                         "manipulation": manipulation, "label": int(manipulation != "real"), "identity_group": f"ffpp:person:{person}",
                          "target_id": person, "source_id": person, "split": split})
 
     for i in range(12):
         add("real", f"{i:03d}", ("train", "val", "test")[i // 4], f"{i:03d}")
-    for i in range(SOURCES["FaceSwap"]):  # people of the real train (000-003) and val (004-005) videos
+    for i in range(FAKE_VIDEOS["FaceSwap"]):  # people of the real train (000-003) and val (004-005) videos
         add("FaceSwap", f"{i:03d}_fs", "train" if i < 4 else "val", f"{i:03d}")
-    for method in ("NeuralTextures", "Face2Face"):
-        for i in range(SOURCES[method]):
-            add(method, f"{8 + i % 4:03d}_{i}", "test", f"{8 + i % 4:03d}")
+    for manipulation in ("NeuralTextures", "Face2Face"):
+        for i in range(FAKE_VIDEOS[manipulation]):
+            add(manipulation, f"{8 + i % 4:03d}_{i}", "test", f"{8 + i % 4:03d}")
     add("Deepfakes", "099", None, "099")  # prepared but in no split
     return pd.DataFrame(rows).astype({"label": "int8"})
 
@@ -82,12 +82,12 @@ def make_experiment(root: Path, shift: float = 0.0, name: str = "synthetic", tes
         d = root / "methods" / kind
         d.mkdir(parents=True)
         predictions = {}
-        for test_set, sources in {"val": None, **test_sets}.items():
-            if sources is None:
+        for test_set, manipulations in {"val": None, **test_sets}.items():
+            if manipulations is None:
                 rows = manifest.loc[manifest["split"] == "val"]
             else:
-                rows = manifest.loc[(manifest["split"] == "test") & manifest["method"].isin(sources)]
-            rows = rows[["sample_id", "video_id", "dataset", "method", "label"]].reset_index(drop=True)
+                rows = manifest.loc[(manifest["split"] == "test") & manifest["manipulation"].isin(manipulations)]
+            rows = rows[["sample_id", "video_id", "corpus", "manipulation", "label"]].reset_index(drop=True)
             labels = rows["label"].to_numpy()
             s = scores(kind, labels, pd.factorize(rows["video_id"])[0], rng)
             if kind == "gaussian":
@@ -95,9 +95,9 @@ def make_experiment(root: Path, shift: float = 0.0, name: str = "synthetic", tes
                 rows["verdict"] = np.where(s >= 0.5, "fake", "real")
                 rows["explanation"] = [f"blurred jaw line in frame {i}" if i % 3 else None for i in range(len(rows))]
             rows = rows.assign(score=s, logit=np.log(np.clip(s, 1e-6, 1) / np.clip(1 - s, 1e-6, 1)))
-            file = d / ("val_predictions.parquet" if sources is None else f"predictions_{test_set}.parquet")
+            file = d / ("val_predictions.parquet" if manipulations is None else f"predictions_{test_set}.parquet")
             rows.to_parquet(file, index=False)
-            if sources is not None:
+            if manipulations is not None:
                 predictions[test_set] = str(file.relative_to(root))
         methods[kind] = {
             "status": "done", "error": None, "method": "linear_probe", "run_dir": f"methods/{kind}",
@@ -119,7 +119,7 @@ def make_experiment(root: Path, shift: float = 0.0, name: str = "synthetic", tes
                        "command": ["crossfake", "run", "x.yaml"], "git": {"commit": "abc123", "dirty": False},
                        "packages": {"numpy": "2"}},
         "split": {"spec": "report1", "manifest": "split.parquet"},
-        "test_sets": {t: {"split": "test", "sources": m} for t, m in test_sets.items()},
+        "test_sets": {t: {"split": "test", "manipulations": m} for t, m in test_sets.items()},
         "methods": methods,
     }
     (root / "experiment.json").write_text(json.dumps(record, indent=2))
@@ -154,7 +154,7 @@ def test_files_and_known_numbers(built):
     assert value(results, "nt", "perfect", "auc") == 1.0 and value(results, "nt", "perfect", "eer") == 0.0
     assert value(results, "nt", "perfect", "balanced_accuracy") == 1.0
     # Every score 0.5 is called fake at 0.5: F1 looks fine, balanced accuracy shows the coin.
-    n_real, n_fake = N_REAL_TEST * FRAMES, SOURCES["NeuralTextures"] * FRAMES
+    n_real, n_fake = N_REAL_TEST * FRAMES, FAKE_VIDEOS["NeuralTextures"] * FRAMES
     assert value(results, "nt", "coin", "auc") == 0.5
     assert value(results, "nt", "coin", "accuracy") == pytest.approx(n_fake / (n_real + n_fake))
     assert value(results, "nt", "coin", "f1") == pytest.approx(2 * n_fake / (2 * n_fake + n_real))
@@ -194,7 +194,7 @@ def test_files_and_known_numbers(built):
     record = json.loads(paths.metrics_json.read_text())
     assert record["format"] == "crossfake-report/1"
     assert record["methods"]["ghost"]["status"] == "missing" and record["methods"]["broken"]["status"] == "failed"
-    assert record["methods"]["gaussian"]["threshold_source"].startswith("EER of val_predictions")
+    assert record["methods"]["gaussian"]["threshold_origin"].startswith("EER of val_predictions")
 
     text = headline_text(run)
     assert "Test set nt" in text and "Test set mixed" in text and "frame AUC [CI]" in text
@@ -207,12 +207,13 @@ def test_files_and_known_numbers(built):
 
 def test_test_sets_say_whether_their_manipulations_were_trained_on():
     manifest = split_manifest()
-    sets = {"fs": {"split": "val", "sources": ["real", "FaceSwap"]}, "nt": {"split": "test"}, "val": {"split": "val"}}
+    sets = {"fs": {"split": "val", "manipulations": ["real", "FaceSwap"]}, "nt": {"split": "test"},
+            "val": {"split": "val"}}
     assert dict(zip(*summarise_test_sets(manifest, sets)[["test_set", "seen"]].T.values, strict=True)) == {
         "fs": "seen", "nt": "unseen", "val": "seen"}
-    manifest.loc[manifest["method"] == "NeuralTextures", "split"] = "val"  # val: FaceSwap and NeuralTextures
+    manifest.loc[manifest["manipulation"] == "NeuralTextures", "split"] = "val"  # val: FaceSwap and NeuralTextures
     assert summarise_test_sets(manifest, {"val": {"split": "val"}})["seen"].tolist() == ["partly"]
-    assert summarise_test_sets(manifest, {"reals": {"sources": ["real"]}})["seen"].tolist() == ["no fakes"]
+    assert summarise_test_sets(manifest, {"reals": {"manipulations": ["real"]}})["seen"].tolist() == ["no fakes"]
 
 
 class _Images(HTMLParser):
@@ -220,7 +221,7 @@ class _Images(HTMLParser):
 
     def __init__(self) -> None:
         super().__init__()
-        self.sources: list[str] = []
+        self.srcs: list[str] = []
         self.links: list[str] = []
         self.tags: set[str] = set()
 
@@ -228,7 +229,7 @@ class _Images(HTMLParser):
         self.tags.add(tag)
         attrs = dict(attrs)
         if "src" in attrs:
-            self.sources.append(attrs["src"])
+            self.srcs.append(attrs["src"])
         if "href" in attrs:
             self.links.append(attrs["href"])
 
@@ -241,8 +242,8 @@ def test_html_is_self_contained_and_its_images_load(built):
     assert {"html", "head", "style", "table", "img"} <= page.tags
     assert not page.tags & {"script", "link", "iframe"}
     assert all(href.startswith("#") for href in page.links)  # table of contents only
-    assert len(page.sources) == len(paths.figures)
-    for src in page.sources:
+    assert len(page.srcs) == len(paths.figures)
+    for src in page.srcs:
         prefix = "data:image/png;base64,"
         assert src.startswith(prefix)
         data = base64.b64decode(src[len(prefix):], validate=True)
@@ -288,6 +289,30 @@ def test_report_command_rebuilds_identically_from_predictions(built, tmp_path, c
             assert after[name] == before[name], name
 
 
+def test_report_reads_files_written_with_the_old_column_names(built, tmp_path):
+    """Predictions and a split manifest from before the rename (``dataset``, ``method``) give the same
+    numbers and tables: they are read as ``corpus`` and ``manipulation``."""
+    run, paths = built
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    shutil.rmtree(copy / "report")
+    old = {"corpus": "dataset", "manipulation": "method"}
+    for path in [*copy.glob("methods/*/*.parquet"), copy / "split.parquet"]:
+        pd.read_parquet(path).rename(columns=old).to_parquet(path, index=False)
+    assert "method" in pd.read_parquet(copy / "methods/gaussian/predictions_nt.parquet").columns
+    preds = read_predictions(copy / "methods/gaussian/predictions_nt.parquet")
+    assert list(preds.columns[:5]) == ["sample_id", "video_id", "corpus", "manipulation", "label"]
+    rebuilt = build_report(copy, n_boot=N_BOOT)
+    pd.testing.assert_frame_equal(pd.read_csv(rebuilt.metrics_csv), pd.read_csv(paths.metrics_csv))
+    md = rebuilt.markdown.read_text()
+    assert "| Deepfakes | 0 / 0 / 0 | 0 / 0 / 0 | 0 / 0 / 0 | 1 / 5 / 1 |" in md
+
+    def without_inputs(text: str) -> list[str]:  # the list of files read differs: their checksums
+        return [line for line in text.splitlines() if ".parquet |" not in line]
+
+    assert without_inputs(md) == without_inputs(paths.markdown.read_text())
+
+
 def test_stale_report_is_rebuilt(tmp_path):
     run = make_experiment(tmp_path / "run", test_sets={"nt": TEST_SETS["nt"]})
     first = load_summary(run, n_boot=0)  # builds it
@@ -326,7 +351,7 @@ def test_compare_two_runs(built, tmp_path, capsys):
     assert "table" in page.tags and not page.tags & {"script", "link"}
     # One heatmap of the first metric per test set, embedded in the page.
     assert sorted(p.name for p in (out / "figures").iterdir()) == ["auc_mixed.png", "auc_nt.png"]
-    assert len(page.sources) == 2 and all(src.startswith("data:image/png;base64,") for src in page.sources)
+    assert len(page.srcs) == 2 and all(src.startswith("data:image/png;base64,") for src in page.srcs)
     md = (out / "compare.md").read_text()
     assert "| perfect | 1.000 | 1.000 | 1.000 | 1.000 |" in md and "(figures/auc_nt.png)" in md
 
@@ -387,15 +412,21 @@ def test_training_figures_of_pseudo_fakes_are_copied_into_the_report(tmp_path: P
 
     from crossfake.reports.build import copy_training_figures
     from crossfake.runs.experiment import MethodEntry
+    from crossfake.runs.record import RunRecord
+
+    def run_json(pseudo_fakes: dict | None) -> str:
+        return json.dumps(RunRecord(method="lora", parameters={}, steps=1, best_step=1, best_val_auc=0.5,
+                                    threshold=0.5, wall_time_s=1.0, pseudo_fakes=pseudo_fakes).to_json())
 
     runs = {}
-    for name, record in (("lora_sbi", {"pseudo_fakes": {"kind": "sbi", "examples": "sbi_examples.png"}}),
-                         ("lora", {"pseudo_fakes": None}), ("broken", None)):
+    for name, text in (("lora_sbi", run_json({"kind": "sbi", "examples": "sbi_examples.png"})),
+                       ("lora", run_json(None)), ("unfinished", None), ("broken", '{"format": 1')):
         run_dir = tmp_path / "methods" / name
         run_dir.mkdir(parents=True)
-        if record is not None:
-            (run_dir / "run.json").write_text(json.dumps(record))
+        if text is not None:
+            (run_dir / "run.json").write_text(text)
         runs[name] = MethodEntry(name, run_dir=run_dir)
+    (runs["broken"].run_dir / "sbi_examples.png").write_bytes(b"\x89PNG figure")  # no readable record: skipped
     (runs["lora_sbi"].run_dir / "sbi_examples.png").write_bytes(b"\x89PNG figure")
     data = SimpleNamespace(experiment=SimpleNamespace(methods=runs))
     copied = copy_training_figures(data, tmp_path / "report")

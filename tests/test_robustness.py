@@ -256,7 +256,7 @@ def test_study_writes_table_and_figure_and_resumes(
     assert "## Frame AUC [95% CI]" in md and "## Video AUC" in md and "| GB (Gaussian blur) |" in md
     assert pd.read_csv(out / "robustness.csv")["cell"].tolist() == cells
     record = json.loads((out / "robustness.json").read_text())
-    assert record["sources"] == {"real": 9, "NeuralTextures": 9}
+    assert record["manipulations"] == {"real": 9, "NeuralTextures": 9}
     assert (
         record["perturbations"]["VC"]["parameters"] == [30, 32, 35, 38, 40] and record["skipped"] == cells[:3]
     )
@@ -308,8 +308,8 @@ def test_cli(
         (["--perturbations", "XX"], "unknown perturbation 'XX'"),
         (["--levels", "7"], "level must be an integer from 1 to 5"),
         (["--split", "holdout"], "no rows in split 'holdout'"),
-        (["--sources", "real,Nope"], "--sources real,Nope: Nope; split 'test' of"),
-        (["--sources", "real"], "has only real labelled rows"),
+        (["--manipulations", "real,Nope"], "--manipulations real,Nope: Nope; split 'test' of"),
+        (["--sources", "real"], "has only real labelled rows"),  # the flag's old name still works
     ):
         assert main([*argv, *extra]) == 2
         assert message in capsys.readouterr().err

@@ -149,13 +149,13 @@ def test_face_region_maps_manifest_geometry_into_the_crop() -> None:
     row |= {"crop_x0": 260.0, "crop_y0": 160.0, "crop_x1": 400.0, "crop_y1": 300.0, "crop_angle": 7.0}
     row |= {"face_x0": 290.0, "face_y0": 180.0, "face_x1": 370.0, "face_y1": 280.0}
     region = face_region(row, 256, 256)
-    assert region.source == "landmarks"
+    assert region.origin == "landmarks"
     expected = landmarks_in_crop(frame_points, (260, 160, 400, 300), 7.0, 256)
     np.testing.assert_allclose(region.landmarks, expected)
     # Haar: no landmarks -> the face box's ellipse, mapped the same way.
     no_landmarks = row | {c: float("nan") for c in LANDMARK_COLUMNS}
     region = face_region(no_landmarks, 256, 256)
-    assert region.source == "face_box" and region.landmarks is None
+    assert region.origin == "face_box" and region.landmarks is None
     box_corners = np.array([[290.0, 180.0], [370.0, 180.0], [370.0, 280.0], [290.0, 280.0]])
     box_in_crop = landmarks_in_crop(box_corners, (260, 160, 400, 300), 7.0, 256)
     polygon = box_in_crop.astype(np.float32)
@@ -164,7 +164,7 @@ def test_face_region_maps_manifest_geometry_into_the_crop() -> None:
     assert region.outline.mean(0) == pytest.approx(box_in_crop.mean(0), abs=1e-6)
     # Neither (a centre crop, an old manifest without crop columns): the default face in the middle.
     region = face_region({"face_x0": 0.0, "face_y0": 0.0, "face_x1": 64.0, "face_y1": 64.0}, 64, 64)
-    assert region.source == "crop_centre"
+    assert region.origin == "crop_centre"
     assert region.outline.mean(0) == pytest.approx([32, 32], abs=0.1)
 
 
@@ -173,7 +173,7 @@ def test_face_region_maps_manifest_geometry_into_the_crop() -> None:
 
 def add_geometry(manifest: Path) -> Path:
     """The tiny split with crop boxes (the whole 64 px frame) and, per video, landmarks, a face box only
-    (like Haar) or neither, so every geometry source occurs. Returns the manifest's path."""
+    (like Haar) or neither, so every geometry origin occurs. Returns the manifest's path."""
     df = read_manifest(manifest)
     df[["crop_x0", "crop_y0", "crop_x1", "crop_y1"]] = [0.0, 0.0, 64.0, 64.0]
     df["crop_angle"] = 0.0
@@ -217,11 +217,11 @@ def test_real_only_rows_yield_one_pseudo_fake_each_with_label_1(tiny: Path) -> N
     assert len(ds) == 36
     labels = [ds[i][1] for i in range(len(ds))]
     assert labels == [0.0] * 18 + [1.0] * 18
-    assert sorted(ds.source_rows(0).tolist()) == list(range(18))
+    assert sorted(ds.real_rows_for(0).tolist()) == list(range(18))
     assert ds.geometry_counts() == {"landmarks": 6, "face_box": 6, "crop_centre": 6}
     # A pseudo-fake item is its real row's self-blend of this epoch: equal to the crop outside the mask.
     for j in (0, 7, 17):
-        row = int(ds.source_rows(0)[j])
+        row = int(ds.real_rows_for(0)[j])
         made = ds.make(row, 0)
         item = ds[18 + j][0].numpy()
         np.testing.assert_array_equal(item, made.fake)
@@ -252,10 +252,10 @@ def test_loaders_serve_the_pseudo_fakes_of_their_epoch(tiny: Path) -> None:
     with_worker = epoch_batches(dataset(tiny), 2, workers=1)
     for a, b in zip(in_process, with_worker, strict=True):
         assert torch.equal(a[0], b[0]) and torch.equal(a[2], b[2])
-    sources = ds.source_rows(2)
+    real_rows = ds.real_rows_for(2)
     served = {int(i): x for images, _, index in in_process for x, i in zip(images, index, strict=True)}
     for j in (0, 9, 17):
-        np.testing.assert_array_equal(served[18 + j].numpy(), ds.make(int(sources[j]), 2).fake)
+        np.testing.assert_array_equal(served[18 + j].numpy(), ds.make(int(real_rows[j]), 2).fake)
 
 
 def test_each_real_crop_sits_next_to_its_pseudo_fake(tiny: Path) -> None:
@@ -265,7 +265,7 @@ def test_each_real_crop_sits_next_to_its_pseudo_fake(tiny: Path) -> None:
     order = list(loader.sampler)
     assert sorted(order) == list(range(len(ds)))
     position = {item: k for k, item in enumerate(order)}
-    for j, row in enumerate(ds.source_rows(3)):
+    for j, row in enumerate(ds.real_rows_for(3)):
         assert position[18 + j] == position[int(row)] + 1
 
 
@@ -273,7 +273,7 @@ def test_a_ratio_below_one_draws_other_reals_each_epoch_and_mixing_keeps_the_man
     ds = dataset(tiny, ratio=0.5, manifest_fakes=True)
     assert ds.n_rows == 36 and int((ds.labels == 1).sum()) == 18  # the manifest's FaceSwap rows are kept
     assert ds.n_pseudo == 9 and len(ds) == 45
-    epochs = [set(ds.source_rows(e).tolist()) for e in range(3)]
+    epochs = [set(ds.real_rows_for(e).tolist()) for e in range(3)]
     assert all(len(s) == 9 and s <= set(ds.real_rows.tolist()) for s in epochs)
     assert epochs[0] != epochs[1]
     assert [ds[i][1] for i in range(36, 45)] == [1.0] * 9
@@ -284,7 +284,7 @@ def test_real_only_training_runs_end_to_end_without_the_feature_cache(tiny: Path
     config["data"]["pseudo_fakes"] = {"kind": "sbi"}
     config = TrainConfig.parse(config)
     info = train(config, progress=False)
-    record = info.record
+    record = info.record.to_json()
     assert record["pseudo_fakes"] == {
         "kind": "sbi",
         "ratio": 1.0,
@@ -294,7 +294,7 @@ def test_real_only_training_runs_end_to_end_without_the_feature_cache(tiny: Path
         "face_geometry": {"landmarks": 6, "face_box": 6, "crop_centre": 6},
         "examples": "sbi_examples.png",
     }
-    assert record["data"]["train"]["rows_by_method"] == {"real": 18}
+    assert record["data"]["train"]["rows_by_manipulation"] == {"real": 18}
     assert record["steps"] == 10  # (18 reals + 18 pseudo-fakes) / batch 8 -> 5 steps, 2 epochs
     # A cached feature stands for a fixed image: the linear probe trained on images instead.
     assert record["feature_cache"] is None and not (tmp_path / "cache").exists()

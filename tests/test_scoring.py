@@ -3,9 +3,12 @@ cache's memoised frozen-weights digest, on the tiny split of test_training.py.""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from PIL import Image, ImageOps
@@ -15,6 +18,7 @@ from crossfake.data.manifest import SPLIT_COLUMN, read_manifest
 from crossfake.methods import create_detector
 from crossfake.runs.directory import VAL_PREDICTIONS_FILE
 from crossfake.scoring import features as features_module
+from crossfake.scoring import predict as predict_module
 from crossfake.scoring.device import resolve_device
 from crossfake.scoring.features import FeatureCache, cache_key, frozen_weights_digest
 from crossfake.scoring.predict import _fingerprint
@@ -223,6 +227,44 @@ def test_a_changed_frozen_weight_is_rehashed(change, run: tuple[Path, Path], has
         change(detector)
     assert cache_key(detector, rows, "fp32") != key
     assert len(hashes) == 2
+
+
+def test_parts_and_journals_from_before_the_column_rename_resume(
+    run: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interrupted scoring run whose part files (and journals) have the old ID columns (``dataset``,
+    ``method``) resumes: its parts are kept and merged under today's names with the parts scored now."""
+    run_dir, manifest = run
+    loaded = load_for_scoring(run_dir, device="cpu")
+    rows = _split(manifest, "val").reset_index(drop=True)
+    expected = score_run(loaded, rows, feature_cache=False, batch_size=4, progress=False)
+    out = tmp_path / "val.parquet"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict_module, "_merge_parts", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        score_run(loaded, rows, out, feature_cache=False, batch_size=4, part_rows=4, progress=False)
+    monkeypatch.undo()
+    parts = sorted((tmp_path / ".val.parquet.parts").glob("[0-9]*.parquet"))
+    assert len(parts) == -(-len(rows) // 4) > 2
+    old = {"corpus": "dataset", "manipulation": "method"}
+    for path in parts[:-1]:  # written before the rename; the last part is scored again
+        table = pq.read_table(path)
+        pq.write_table(table.rename_columns([old.get(n, n) for n in table.column_names]), path)
+    parts[-1].unlink()
+    got = score_run(loaded, rows, out, feature_cache=False, batch_size=4, part_rows=4, progress=False)
+    pd.testing.assert_frame_equal(got, expected)
+    assert list(pd.read_parquet(out).columns) == list(expected.columns)
+
+    # A journal (a detector that journals its answers) with rows of both vocabularies reads as today's.
+    journal = tmp_path / "part.jsonl"
+    first, second = expected.iloc[:2].to_dict("records"), expected.iloc[2:3].to_dict("records")
+    lines = [{old.get(k, k): v for k, v in r.items()} for r in first] + second
+    journal.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    table = pa.concat_tables(predict_module._journal_tables(journal, 2)).to_pandas()
+    pd.testing.assert_frame_equal(table, expected.iloc[:3], check_dtype=False)
 
 
 # -- worker processes ---------------------------------------------------------------------------------------

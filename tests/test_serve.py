@@ -36,7 +36,7 @@ from crossfake.inference.server import create_app  # noqa: E402  (needs the extr
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("serve")
-    data = synthesize(root / "data", SynthConfig(n_videos=8, n_frames=25, methods=("FaceSwap",)), workers=0)
+    data = synthesize(root / "data", SynthConfig(n_videos=8, n_frames=25, manipulations=("FaceSwap",)), workers=0)
     video = sorted((data / "manipulated_sequences" / "FaceSwap" / "c23" / "videos").glob("*.mp4"))[0]
     image = root / "face.jpg"
     cv2.imwrite(str(image), cv2.cvtColor(next(decode_frames(video, [0]))[1], cv2.COLOR_RGB2BGR))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from crossfake.methods import create_detector, list_methods, method_class, metho
 from crossfake.runs import directory as ckpt
 from crossfake.runs.config import TrainConfig, resolve_config_path, shipped_configs
 from crossfake.runs.directory import load_run
+from crossfake.runs.record import RunRecord
 from crossfake.scoring.data import FaceCropDataset
 from crossfake.scoring.features import FeatureCache, cache_key
 from crossfake.scoring.predict import predict_manifest
@@ -70,10 +72,10 @@ def make_tiny_split(root: Path, frames: int = 3, seed: int = 0) -> Path:
     rows = []
     for split, (n_real, n_fake) in VIDEOS.items():
         for label, n in ((0, n_real), (1, n_fake)):
-            method = "real" if label == 0 else ("NeuralTextures" if split == "test" else "FaceSwap")
+            manipulation = "real" if label == 0 else ("NeuralTextures" if split == "test" else "FaceSwap")
             for v in range(n):
                 name = f"{split}{v:02d}"
-                video_id = f"tiny/{method}/{name}"
+                video_id = f"tiny/{manipulation}/{name}"
                 for f in range(frames):
                     rel = f"crops/{video_id}/{f:06d}.png"
                     (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -82,8 +84,8 @@ def make_tiny_split(root: Path, frames: int = 3, seed: int = 0) -> Path:
                         {
                             "sample_id": f"{video_id}/{f:06d}",
                             "path": rel,
-                            "dataset": "tiny",
-                            "method": method,
+                            "corpus": "tiny",
+                            "manipulation": manipulation,
                             "video_id": video_id,
                             "video_path": f"/videos/{name}.mp4",
                             "frame_idx": f,
@@ -98,7 +100,7 @@ def make_tiny_split(root: Path, frames: int = 3, seed: int = 0) -> Path:
                             "face_y1": 64.0,
                             "det_score": 1.0,
                             "num_faces": 1,
-                            "detector": "none",
+                            "face_detector": "none",
                             "split": split,
                         }
                     )
@@ -168,6 +170,7 @@ def test_run_dir_holds_exactly_the_expected_files(trained: tuple[TrainConfig, Pa
     assert run_files(run_dir) == RUN_FILES
     record = json.loads((run_dir / "run.json").read_text())
     assert record["format"] == ckpt.RUN_FORMAT
+    assert RunRecord.from_json(record, run_dir / "run.json").to_json() == record  # one typed record, both ways
     assert 0.5 < record["best_val_auc"] <= 1  # the tiny task is learnable
     assert record["best_val_auc"] == max(h["val_auc"] for h in record["history"])
     assert [h["step"] for h in record["history"]] == [5, 10, 15]  # 36 rows / batch 8 -> 5 steps per epoch
@@ -198,7 +201,7 @@ def test_load_run_reproduces_the_end_of_training_val_scores(trained: tuple[Train
     for cache in (FeatureCache(config.train.cache_dir), None):  # cached features, and the full forward
         again = predict_manifest(detector, val, config.eval_batch_size, cache=cache, progress=False)
         pd.testing.assert_frame_equal(again, saved)
-    assert list(saved.columns) == ["sample_id", "video_id", "dataset", "method", "label", "score", "logit"]
+    assert list(saved.columns) == ["sample_id", "video_id", "corpus", "manipulation", "label", "score", "logit"]
     np.testing.assert_allclose(saved["score"], 1 / (1 + np.exp(-saved["logit"].astype(np.float64))))
 
 
@@ -274,16 +277,36 @@ def test_resume_ends_with_the_same_weights(
     )
 
 
+def test_processes_wait_for_each_other_as_long_as_train_wait_hours(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crossfake.training import loop
+
+    handlers: list[Any] = []
+
+    def accelerator(**kwargs: Any) -> None:
+        handlers.extend(kwargs["kwargs_handlers"])
+        raise KeyboardInterrupt  # stop before anything is written
+
+    monkeypatch.setattr(loop, "Accelerator", accelerator)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tiny, tmp_path / "run", tmp_path / "cache", wait_hours=0.5), progress=False)
+    assert [h.timeout for h in handlers] == [timedelta(minutes=30)]
+    # How long processes wait is not part of what a run is: a resume may change it.
+    a = tiny_config(tiny, tmp_path / "run", tmp_path / "cache")
+    assert a.differences(tiny_config(tiny, tmp_path / "run", tmp_path / "cache", wait_hours=12)) == []
+
+
 def test_max_steps_then_a_longer_run_continues(tiny: Path, tmp_path: Path) -> None:
     short = tiny_config(tiny, tmp_path / "run", tmp_path / "cache", max_steps=2, epochs=1)
-    assert train(short, progress=False).record["steps"] == 2
+    assert train(short, progress=False).record.steps == 2
     steps: list[int] = []
     info = train(
         tiny_config(tiny, tmp_path / "run", tmp_path / "cache", epochs=1),
         on_step=steps.append,
         progress=False,
     )
-    assert steps == [3, 4, 5] and info.record["steps"] == 5
+    assert steps == [3, 4, 5] and info.record.steps == 5
 
 
 def test_a_run_dir_with_another_config_is_refused(trained: tuple[TrainConfig, Path], tmp_path: Path) -> None:
@@ -307,7 +330,7 @@ def test_second_run_hits_the_feature_cache(tiny: Path, tmp_path: Path, count_fea
         tiny_config(tiny, tmp_path / "second", tmp_path / "cache", epochs=1, lr=1e-3), progress=False
     )
     assert count_features == []  # no backbone forward at all, not even for the final val predictions
-    assert info.record["feature_cache"] == str(tmp_path / "cache")
+    assert info.record.feature_cache == str(tmp_path / "cache")
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 2
 
 
@@ -349,7 +372,7 @@ def test_training_rows_subsample_videos_and_frames(tiny: Path, tmp_path: Path) -
         }
     ).data
     train_rows, val_rows = training_rows(read_manifest(tiny), data, seed=0)
-    assert train_rows.groupby("method")["video_id"].nunique().to_dict() == {"FaceSwap": 3, "real": 3}
+    assert train_rows.groupby("manipulation")["video_id"].nunique().to_dict() == {"FaceSwap": 3, "real": 3}
     assert (train_rows.groupby("video_id").size() == 2).all() and len(val_rows) == 12
     assert set(train_rows["frame_idx"]) == {0, 2}  # evenly spaced: first and last of 3
     assert training_rows(read_manifest(tiny), data, seed=0)[0].equals(train_rows)  # seeded
@@ -517,4 +540,4 @@ def test_every_method_trains_saves_and_loads(method: str, tiny: Path, tmp_path: 
     _, val = training_rows(read_manifest(tiny), config.data, seed=0)
     again = predict_manifest(detector, val, config.eval_batch_size, progress=False)
     pd.testing.assert_frame_equal(again, pd.read_parquet(info.run_dir / "val_predictions.parquet"))
-    assert info.record["parameters"]["trainable"] == trainable
+    assert info.record.parameters["trainable"] == trainable

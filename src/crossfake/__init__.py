@@ -6,8 +6,8 @@ The packages, from the bottom layer up (a package imports only those above it in
 - :mod:`crossfake.executors`: where parallel work runs (local processes or a Ray cluster).
 - :mod:`crossfake.evaluation`: metrics of any predictions table (frame and video level, bootstrap CIs,
   ROC figures, tables); numpy and pandas only.
-- :mod:`crossfake.data`: corpora (``sources``) to face crops and a Parquet manifest (``preprocess``),
-  identity groups, identity-disjoint splits and their audit, the synthetic FaceForensics++ (``synth``),
+- :mod:`crossfake.data`: corpora (``corpora``: one adapter per layout) to face crops and a Parquet
+  manifest (``preprocess``), identity groups, identity-disjoint splits and their audit, the synthetic FaceForensics++ (``synth``),
   SBI pseudo-fakes.
 - :mod:`crossfake.models`: the foundation models (CLIP, Qwen2.5-VL) by spec, and synth-tiny's pretraining.
 - :mod:`crossfake.vlm`: prompts, XML answers, verdict scoring and the local and HTTP backends.

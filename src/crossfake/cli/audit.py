@@ -2,9 +2,9 @@
 
 Lists every identity group found on several sides with its people in each split (on FF++'s official
 split: the originals cut from one YouTube video, e.g. 605 in train and 606 in test). Also prints the
-videos and frames per source × split, like the reports' tables, and how many test videos show a person
-seen in training. With --strict the exit status is 1 when anything is shared, so a
-pipeline can refuse a leaky split.
+videos and frames per manipulation × split, like the reports' tables, and how many test videos show a
+person seen in training. With --strict the exit status is 1 when anything is shared, so a pipeline can
+refuse a leaky split.
 
 With --faces it also finds people by their faces (the 'faces' extra: dlib's face-recognition ResNet,
 128-d descriptors, same person below Euclidean distance 0.6), clusters them, and lists the clusters that
@@ -36,8 +36,8 @@ def add_face_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--face-crops", type=int, default=4,
                        help="crops embedded per video, evenly spaced, averaged (0: every crop)")
     group.add_argument("--face-rect", choices=["detect", "centre"], default="detect",
-                       help="find the face in each crop with dlib's HOG detector (default) or take its middle "
-                            "square")
+                       help="find the face in each crop with dlib's HOG face detector (default) or take its "
+                            "middle square")
     group.add_argument("--faces-of", choices=["auto", "real", "all"], default="auto",
                        help="videos embedded: real ones, plus the fakes of groups without a real video (auto); "
                             "real only; all")

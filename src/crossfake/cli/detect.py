@@ -110,7 +110,7 @@ def describe_model(pipeline: DetectPipeline) -> str:
     crop = d["crop"]
     return (
         f"model: {d['run_dir']} ({d['method']}, backbone {d['backbone']}{auc}); threshold "
-        f"{d['threshold']:.4f} ({d['threshold_source']})\n"
+        f"{d['threshold']:.4f} ({d['threshold_origin']})\n"
         f"faces: {d['face_detector']}, crops {crop['margin']:g}× margin, {crop['size']} px {crop['format']} "
         f"(settings from {d['crop_settings_from']}); {d['sampling']}, at most {d['max_frames']} frames"
     )

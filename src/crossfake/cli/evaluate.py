@@ -4,7 +4,7 @@ Loads RUN_DIR's best checkpoint (selected on validation AUC), scores the rows of
 run's own manifest, or of --manifest (e.g. a Face2Face-only manifest for the zero-shot test), streaming
 batch by batch, and writes into --out (default: RUN_DIR):
 
-  predictions_<name>.parquet   sample_id, video_id, dataset, method, label, score (= p(fake)), logit
+  predictions_<name>.parquet   sample_id, video_id, corpus, manipulation, label, score (= p(fake)), logit
   metrics_<name>.json          every metric with bootstrap CIs, at threshold 0.5 and at the run's
                                validation threshold (EER threshold on val), plus provenance
   metrics_<name>.md, roc_<name>.png
@@ -14,7 +14,7 @@ those of training: `crossfake evaluate RUN --split val` reproduces RUN/val_predi
 
 Examples:
   crossfake evaluate runs/lora                       # the test split of the run's manifest
-  crossfake evaluate runs/lora --group-col method    # also each manipulation against the reals
+  crossfake evaluate runs/lora --group-col manipulation   # also each manipulation against the reals
   crossfake evaluate runs/lora --manifest prepared_f2f/manifest.parquet --split all
   crossfake evaluate runs/lora --executor ray --address auto   # scored by the workers of a Ray cluster
 
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from crossfake.data.manifest import SPLIT_COLUMN, read_manifest
+from crossfake.data.manifest import RENAMED_COLUMNS, SPLIT_COLUMN, read_manifest
 from crossfake.evaluation.aggregate import Evaluation, evaluate_predictions
 from crossfake.evaluation.plots import plot_roc
 from crossfake.evaluation.tables import format_results
@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--manifest", type=Path, help="score this manifest instead of the run's own")
     parser.add_argument("--name", help="name of the outputs (default: the split, or <manifest>_<split>)")
-    parser.add_argument("--group-col", help="also evaluate per value of this column, e.g. method")
+    parser.add_argument("--group-col", help="also evaluate per value of this column, e.g. manipulation")
     parser.add_argument("--out", type=Path, help="output folder (default: the run directory)")
     parser.add_argument(
         "--weights", choices=[BEST_DIR, LAST_DIR], default=BEST_DIR, help="checkpoint to load"
@@ -166,9 +166,12 @@ def run(args: argparse.Namespace) -> int:
             executor.close()
 
     thresholds = {"0.5": 0.5, "val EER": info.threshold}
+    group_col = args.group_col
+    if group_col is not None and group_col not in preds.columns and RENAMED_COLUMNS.get(group_col) in preds.columns:
+        group_col = RENAMED_COLUMNS[group_col]  # an old name (`method`), read under today's (`manipulation`)
     evaluations = {
         label: evaluate_predictions(
-            preds, group_col=args.group_col, threshold=thr, n_boot=args.bootstrap, seed=args.seed
+            preds, group_col=group_col, threshold=thr, n_boot=args.bootstrap, seed=args.seed
         )
         for label, thr in thresholds.items()
     }
@@ -190,15 +193,15 @@ def run(args: argparse.Namespace) -> int:
             "predictions": str(preds_path.resolve()),
             "executor": executor_info,
             "val_threshold": info.threshold,
-            "threshold_rule": info.record.get("threshold_rule"),
+            "threshold_rule": info.record.threshold_rule,
             "metrics": {label: e.to_dict(curves=False) for label, e in evaluations.items()},
         }
     )
     write_json_atomic(out / f"metrics_{name}.json", record)
     write_text_atomic(out / f"metrics_{name}.md", _markdown(info, name, split, manifest_path, results))
-    _plot(evaluations["0.5"], out / f"roc_{name}.png", f"{info.record['method']}: {name}")
+    _plot(evaluations["0.5"], out / f"roc_{name}.png", f"{info.record.method}: {name}")
 
-    print(f"run: {info.run_dir} ({info.record['method']}, best val AUC {info.val_auc:.4f})")
+    print(f"run: {info.run_dir} ({info.record.method}, best val AUC {info.val_auc:.4f})")
     print(f"scored {len(preds)} rows of {manifest_path} (split {split}) -> {preds_path}")
     print(f"thresholds: 0.5 and the validation EER threshold {info.threshold:.4f}\n")
     print(table)
@@ -208,9 +211,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _markdown(info: RunInfo, name: str, split: str, manifest: Path, results: pd.DataFrame) -> str:
     head = (
-        f"# {info.record['method']} on {name}\n\n- run: `{info.run_dir}`\n- manifest: `{manifest}` "
+        f"# {info.record.method} on {name}\n\n- run: `{info.run_dir}`\n- manifest: `{manifest}` "
         f"(split {split})\n- thresholds: 0.5 and the validation EER threshold {info.threshold:.4f}\n- run "
-        f"record: {json.dumps({k: info.record.get(k) for k in ('best_step', 'best_val_auc')})}\n\n"
+        f"record: {json.dumps({'best_step': info.record.best_step, 'best_val_auc': info.record.best_val_auc})}\n\n"
     )
     return head + format_results(results, "markdown", row_keys=("group", "threshold")) + "\n"
 

@@ -3,7 +3,7 @@
 The tool to reach for when `crossfake prepare` misses a face or keeps the wrong one. For each PATH (a
 video, an image, or a folder searched recursively for them) it samples frames like `crossfake detect`
 (--fps per second of video, or --frames evenly spaced ones), runs the face detector and links the faces
-into tracks exactly as prepare does, and reports every detection: its box, detector score, landmarks
+into tracks exactly as prepare does, and reports every detection: its box, face detector score, landmarks
 (eyes, nose tip, mouth corners; image-left first) and track. Track 0 is the subject that prepare crops by
 default; detections with no track are one-frame detections that tracking drops as likely false positives.
 

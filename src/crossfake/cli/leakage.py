@@ -4,10 +4,10 @@ STUDY is a YAML file or a shipped study: `leakage` (report 2's data and shares, 
 CLIP ViT-B/32, NeuralTextures test; give the corpus with --data) or `leakage-demo` (the demo's synthetic
 FF++ and small models, FaceSwap test; runs offline in minutes). The arms:
 
-  frames-all  the reports' leaky split: frames of every video of every source, the test manipulation's
-              included, at random over train/val/test
-  frames      frames at random, each source by its own shares (the test manipulation only in test)
-  videos      each source's videos cut by its shares (report 1's video-level split: people shared)
+  frames-all  the reports' leaky split: frames of every video of every manipulation, the test
+              manipulation's included, at random over train/val/test
+  frames      frames at random, each manipulation by its own shares (the test manipulation only in test)
+  videos      each manipulation's videos cut by its shares (report 1's video-level split: people shared)
   identity    identity-disjoint (the reference)
 
 Each arm and seed is a full experiment run (RUN/<arm>/seed<k>/, resumable; every arm shares one crop

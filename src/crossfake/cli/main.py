@@ -23,7 +23,7 @@ from crossfake.utils.logging import setup_logging
 
 #: command -> (module, one-line help). Kept here (not read from the modules) so --help imports nothing.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("crossfake.cli.synth", "write a synthetic FaceForensics++ dataset in the official layout"),
+    "synth": ("crossfake.cli.synth", "write a synthetic FaceForensics++ corpus in the official layout"),
     "prepare": ("crossfake.cli.prepare", "sample frames, detect and crop faces, write a Parquet manifest"),
     "faces": ("crossfake.cli.faces", "find faces in images and videos: boxes, landmarks, tracks, drawn"),
     "split": ("crossfake.cli.split", "assign manifest rows to train/val/test by identity group"),

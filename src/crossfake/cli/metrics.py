@@ -9,14 +9,17 @@ fraction of its frames predicted fake, the verdict being the majority (> 0.5). C
 percentile bootstrap intervals, stratified by class, resampling whole videos (also at frame level,
 since frames of one video are not independent).
 
-With --group-col (e.g. method) every manipulation is also evaluated alone against all the real rows;
+With --group-col (e.g. manipulation) every manipulation is also evaluated alone against all the real rows;
 the real group gets its accuracy only.
 
 Writes OUT/metrics.json (all results, settings, the input's path and sha256), OUT/metrics.md and
 OUT/roc.png (frame and video level side by side).
 
+A table written before today's column names is read under them (``dataset`` as ``corpus``, ``method`` as
+``manipulation``; --group-col may name either).
+
 Examples:
-  crossfake metrics runs/lora/predictions_test.parquet --group-col method
+  crossfake metrics runs/lora/predictions_test.parquet --group-col manipulation
   crossfake metrics preds.csv --video-col none --bootstrap 0 --format markdown
 """
 
@@ -29,6 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from crossfake.data.manifest import RENAMED_COLUMNS, upgrade
 from crossfake.evaluation.aggregate import Evaluation, evaluate_predictions
 from crossfake.evaluation.plots import plot_roc
 from crossfake.evaluation.tables import format_results
@@ -45,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score-col", default="score", help="score column (higher = more fake)")
     parser.add_argument("--label-col", default="label", help="label column (1/true/fake = fake)")
     parser.add_argument("--video-col", default="video_id", help="video id column; 'none': frame level only")
-    parser.add_argument("--group-col", help="subgroup column, e.g. method (each fake group vs all reals)")
+    parser.add_argument("--group-col", help="subgroup column, e.g. manipulation (each fake group vs all reals)")
     parser.add_argument("--threshold", type=float, default=0.5, help="predicted fake iff score >= threshold")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="resamples (0: no CIs)")
     parser.add_argument("--confidence", type=float, default=0.95, help="coverage of the confidence intervals")
@@ -58,15 +62,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_predictions(path: Path, text_columns: list[str]) -> pd.DataFrame:
-    """Read a CSV or Parquet table; ``text_columns`` of a CSV stay strings (video "000" is not 0)."""
+    """Read a CSV or Parquet table; ``text_columns`` of a CSV stay strings (video "000" is not 0). Columns of
+    the old vocabulary get today's names (:func:`crossfake.data.manifest.upgrade`)."""
     if not path.is_file():
         raise CrossfakeError(f"no predictions table at {path}")
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            return pd.read_csv(path, dtype=dict.fromkeys(text_columns, str))
+            return upgrade(pd.read_csv(path, dtype=dict.fromkeys(text_columns, str)))
         if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
+            return upgrade(pd.read_parquet(path))
     except Exception as e:  # pandas and pyarrow raise many types for an unreadable file
         raise CrossfakeError(f"cannot read {path}: {e}") from e
     raise CrossfakeError(f"{path}: expected a .csv or .parquet file, not {suffix or 'no suffix'!r}")
@@ -105,8 +110,11 @@ def run(args: argparse.Namespace) -> int:
     video_col = None if args.video_col.lower() == "none" else args.video_col
     text_columns = [c for c in (video_col, args.group_col) if c]
     df = read_predictions(args.predictions, text_columns)
+    group_col = args.group_col
+    if group_col is not None and group_col not in df.columns and RENAMED_COLUMNS.get(group_col) in df.columns:
+        group_col = RENAMED_COLUMNS[group_col]  # an old name (`method`), read under today's (`manipulation`)
     evaluation = evaluate_predictions(
-        df, args.score_col, args.label_col, video_col, args.group_col, threshold=args.threshold,
+        df, args.score_col, args.label_col, video_col, group_col, threshold=args.threshold,
         levels=("frame", "video") if video_col else ("frame",), n_boot=args.bootstrap, seed=args.seed,
         confidence=args.confidence, nan=args.nan, require_both_classes=True,
     )

@@ -1,6 +1,6 @@
 """Sample frames, detect and track faces, crop them, and write a Parquet manifest.
 
-Reads a corpus (FaceForensics++ layout, DFDC, or a real/ + fake/<method>/ folder), keeps N evenly spaced
+Reads a corpus (FaceForensics++ layout, DFDC, or a real/ + fake/<manipulation>/ folder), keeps N evenly spaced
 frames per video (or every K-th, or all), finds the faces in each (YuNet by default), links them into
 tracks across the frames, and crops the subject's track (--faces all: every track; one-frame detections
 are dropped as false positives) with a margin to square PNGs. Writes OUT/manifest.parquet (one row per
@@ -11,7 +11,7 @@ YuNet's weights (0.2 MB) are downloaded once from the OpenCV model zoo, checked 
 cached; offline, pass a copy with --face-detector-weights PATH. --face-detector haar needs no download.
 
 Re-running the same command resumes: finished videos are skipped. Changing a crop setting (frames,
-detector, margin, size, ...) on an existing OUT is an error; pass --overwrite or choose a new OUT.
+face detector, margin, size, ...) on an existing OUT is an error; pass --overwrite or choose a new OUT.
 Settings can come from a YAML file of PrepareConfig fields (--config); flags given here win.
 
 --executor ray prepares the videos as Ray tasks (extra 'distributed': pip install crossfake[distributed]),
@@ -20,10 +20,10 @@ must see the corpus and OUT at the same paths. The manifest, failures and crops 
 executor's, and an interrupted Ray run resumes like a local one (with either executor).
 
 Examples:
-  crossfake prepare /data/FaceForensics++ --out prepared --methods FaceSwap,NeuralTextures
+  crossfake prepare /data/FaceForensics++ --out prepared --manipulations FaceSwap,NeuralTextures
   crossfake prepare /data/FaceForensics++ --out quick --frames 8 --limit 20
-  crossfake prepare /data/my_corpus --source folder --out prepared --no-face center
-  crossfake prepare /data/dfdc --source dfdc --out prepared_dfdc --faces all --align
+  crossfake prepare /data/my_corpus --corpus folder --out prepared --no-face center
+  crossfake prepare /data/dfdc --corpus dfdc --out prepared_dfdc --faces all --align
   crossfake prepare /shared/FaceForensics++ --out /shared/prepared --executor ray --address auto
 """
 
@@ -32,6 +32,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from crossfake.data.corpora import get_corpus, list_corpora
+from crossfake.data.corpora.base import first_per_manipulation
 from crossfake.data.preprocess import (
     CropSpec,
     FacesPolicy,
@@ -40,8 +42,6 @@ from crossfake.data.preprocess import (
     list_face_detectors,
     prepare,
 )
-from crossfake.data.sources import get_source, list_sources
-from crossfake.data.sources.base import first_per_method
 from crossfake.executors.base import EXECUTORS, get_executor
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.workers import default_workers
@@ -60,19 +60,24 @@ def _default(name: str) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Crop settings default to SUPPRESS so that only flags actually given override a --config file.
     keep = argparse.SUPPRESS
-    parser.add_argument("root", type=Path, help="dataset root folder")
+    parser.add_argument("root", type=Path, help="corpus root folder")
     parser.add_argument(
         "--out", type=Path, required=True, help="output folder (created; resumed if it exists)"
     )
-    parser.add_argument("--source", default="ffpp", choices=list_sources(), help="corpus layout")
+    parser.add_argument(
+        "--corpus", "--source", dest="corpus", default="ffpp", choices=list_corpora(), help="corpus layout"
+    )
     parser.add_argument(
         "--compression", help="FF++ quality folder: raw, c23 or c40 (the adapter's default: c23)"
     )
     parser.add_argument(
-        "--methods", help="comma-separated manipulations to read, e.g. FaceSwap,NeuralTextures"
+        "--manipulations",
+        "--methods",
+        dest="manipulations",
+        help="comma-separated manipulations to read, e.g. FaceSwap,NeuralTextures",
     )
     parser.add_argument(
-        "--limit", type=int, metavar="N", help="only the first N videos of each method (quick tries)"
+        "--limit", type=int, metavar="N", help="only the first N videos of each manipulation (quick tries)"
     )
     parser.add_argument("--config", type=Path, metavar="FILE.yaml", help="PrepareConfig settings from YAML")
 
@@ -189,7 +194,7 @@ def build_config(args: argparse.Namespace) -> PrepareConfig:
             **crop["face_detector_options"],
             "weights": str(args.face_detector_weights),
         }
-    return PrepareConfig(**values)
+    return PrepareConfig.parse(values)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -203,12 +208,12 @@ def run(args: argparse.Namespace) -> int:
     options = {}
     if args.compression:
         options["compression"] = args.compression
-    if args.methods:
-        options["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.manipulations:
+        options["manipulations"] = [m.strip() for m in args.manipulations.split(",") if m.strip()]
     # An option the adapter does not take (--compression for a folder) is a CrossfakeError from the registry.
-    records = get_source(args.source, args.root, **options).records()
+    records = get_corpus(args.corpus, args.root, **options).records()
     if args.limit is not None:
-        records = first_per_method(records, args.limit)
+        records = first_per_manipulation(records, args.limit)
     with executor:
         summary = prepare(
             records,

@@ -31,7 +31,7 @@ Resumable: a finished cell is skipped, an interrupted one continues, and a cell 
 Examples:
   crossfake robustness runs/demo/methods/linear_probe
   crossfake robustness runs/lora --perturbations GB,JPEG,VC --levels 1,3,5
-  crossfake robustness runs/lora --sources real,FaceSwap --out runs/lora/robustness_faceswap
+  crossfake robustness runs/lora --manipulations real,FaceSwap --out runs/lora/robustness_faceswap
   crossfake robustness runs/lora --executor ray --address auto     # the crops scored by Ray tasks
   crossfake robustness runs/lora --manifest prepared_cdf/manifest.parquet --split all --out runs/lora/rob_cdf
 """
@@ -65,8 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--manifest", type=Path, help="score this manifest instead of the run's own")
     parser.add_argument(
-        "--sources",
-        help="comma-separated sources (the manifest's method column) to keep, e.g. real,FaceSwap "
+        "--manipulations",
+        "--sources",  # the flag's name before the vocabulary rename
+        dest="manipulations",
+        help="comma-separated manipulations (the manifest's manipulation column) to keep, e.g. real,FaceSwap "
         "(default: every row of the split)",
     )
     parser.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/robustness)")
@@ -119,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
             levels=args.levels,
             split=args.split,
             manifest=args.manifest,
-            sources=args.sources,
+            manipulations=args.manipulations,
             seed=args.seed,
             bootstrap=args.bootstrap,
             options=options,

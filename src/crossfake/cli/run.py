@@ -17,7 +17,7 @@ Cross-dataset: an experiment with `corpora:` (the shipped `cross-dataset`) also 
 other corpora, each cropped with the same settings and never trained on, and writes
 cross_dataset.md/.csv/.json: frame and video AUC with CIs per corpus and their average. --corpus
 NAME=ROOT (repeatable) names the corpora to test on, replacing the config's (its synthetic stand-in);
-NAME is a source (celebdf, dfdc, dfd, wilddeepfake, ffpp, folder) or a corpus of the config.
+NAME is a corpus adapter (celebdf, dfdc, dfd, wilddeepfake, ffpp, folder) or a corpus of the config.
 
 --executor ray [--address auto|ray://HEAD:10001] prepares the videos and scores the test rows in Ray
 tasks (GPU tasks when scoring on CUDA), with the same outputs and resume as the local executor; training

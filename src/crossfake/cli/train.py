@@ -42,14 +42,14 @@ def run(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"out": args.out.expanduser().absolute()})
     info = train(config, progress=not args.no_progress)
     if PartialState().is_main_process:  # one summary under `accelerate launch`, not one per GPU
-        params = info.record["parameters"]
+        params = info.record.parameters
         print(f"run: {info.run_dir}")
         print(
-            f"method: {info.record['method']}  trainable parameters: {params['trainable']:,} of "
+            f"method: {info.record.method}  trainable parameters: {params['trainable']:,} of "
             f"{params['total']:,} ({params['trainable_percent']:.4f}%)"
         )
         print(
-            f"best val AUC: {info.val_auc:.4f} at step {info.record['best_step']} of {info.record['steps']}; "
+            f"best val AUC: {info.val_auc:.4f} at step {info.record.best_step} of {info.record.steps}; "
             f"threshold (val EER): {info.threshold:.4f}"
         )
         print(f"next: crossfake evaluate {info.run_dir}")

@@ -1,2 +1,2 @@
-"""Data: corpora (``sources``), synthetic FF++ (``synth``), face cropping (``preprocess``), the Parquet
+"""Data: corpus adapters (``corpora``), synthetic FF++ (``synth``), face cropping (``preprocess``), the Parquet
 manifest that ties them together (``manifest``) and identity-disjoint splits (``splits``, ``audit``)."""

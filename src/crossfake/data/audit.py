@@ -1,8 +1,8 @@
-"""Audit a split: who and what is shared between train, val and test, and how much each source gives.
+"""Audit a split: who and what is shared between train, val and test, and how much each manipulation gives.
 
 A split leaks when a person, an identity group or a video appears on two sides. The audit counts all
 three for every pair of splits, names a few examples, lists every identity group found on several sides
-with its people in each (so FF++'s official split shows which pairs share a YouTube source across the
+with its people in each (so FF++'s official split shows which pairs share a YouTube video across the
 split: 605/606, 639/640, …), and also counts the *test videos that show a person seen in training* — the
 figure that explains inflated cross-manipulation AUCs.
 """
@@ -30,11 +30,11 @@ class AuditReport:
     """Result of :func:`audit_split`.
 
     Attributes:
-        counts: videos and frames per source (rows) × split (columns), plus each split's share of the
-            source's videos in percent.
+        counts: videos and frames per manipulation (rows) × split (columns), plus each split's share of the
+            manipulation's videos in percent.
         overlaps: one row per pair of splits with the number of shared people, identity groups and
             videos, and a few example people.
-        test_seen_in_train: test videos (per source) whose target or source person also appears in train.
+        test_seen_in_train: test videos (per manipulation) whose target or source person also appears in train.
         shared_groups: one row per identity group found in more than one split: ``group``, ``splits``
             (e.g. ``"train, test"``), ``videos`` (the group's videos in the split table) and, per split, the
             sorted ids of the group's people there (a list, empty where the group is absent). No person
@@ -73,7 +73,7 @@ class AuditReport:
         return out
 
     def format(self) -> str:
-        lines = ["Counts per source × split (videos / frames, % of the source's videos):", ""]
+        lines = ["Counts per manipulation × split (videos / frames, % of the manipulation's videos):", ""]
         lines += _format_counts(self.counts)
         lines += ["", "Shared between splits (people, identity groups, videos):", ""]
         lines += [
@@ -85,7 +85,7 @@ class AuditReport:
         if len(self.test_seen_in_train):
             lines += ["", "Test videos showing a person seen in training:", ""]
             lines += [
-                f"  {r.method:<16} {r.seen:>5} of {r.videos:<5} ({r.percent:.0f}%)"
+                f"  {r.manipulation:<16} {r.seen:>5} of {r.videos:<5} ({r.percent:.0f}%)"
                 for r in self.test_seen_in_train.itertuples()
             ]
         verdict = ("LEAK: identities are shared between splits" if self.name_leaks
@@ -97,8 +97,8 @@ class AuditReport:
 
 
 def _people(df: pd.DataFrame) -> pd.Series:
-    """One row per (row, person) with dataset-qualified person ids."""
-    return pd.concat([df["dataset"] + ":" + df["target_id"], df["dataset"] + ":" + df["source_id"]])
+    """One row per (row, person) with corpus-qualified person ids."""
+    return pd.concat([df["corpus"] + ":" + df["target_id"], df["corpus"] + ":" + df["source_id"]])
 
 
 def audit_split(df: pd.DataFrame) -> AuditReport:
@@ -111,17 +111,17 @@ def audit_split(df: pd.DataFrame) -> AuditReport:
     splits = [s for s in SPLITS if s in set(used[SPLIT_COLUMN])]
     splits += sorted(set(used[SPLIT_COLUMN]) - set(splits))
 
-    # Sources in a stable order: real first, then manipulations alphabetically.
-    methods = sorted(df["method"].unique(), key=lambda m: (m != REAL, m))
-    videos = used.groupby(["method", SPLIT_COLUMN])["video_id"].nunique().unstack(fill_value=0)
-    frames = used.groupby(["method", SPLIT_COLUMN]).size().unstack(fill_value=0)
-    total_videos = df.groupby("method")["video_id"].nunique()
-    counts = pd.DataFrame(index=pd.Index(methods, name="source"))
+    # Manipulations in a stable order: real first, then the fakes alphabetically.
+    manipulations = sorted(df["manipulation"].unique(), key=lambda m: (m != REAL, m))
+    videos = used.groupby(["manipulation", SPLIT_COLUMN])["video_id"].nunique().unstack(fill_value=0)
+    frames = used.groupby(["manipulation", SPLIT_COLUMN]).size().unstack(fill_value=0)
+    total_videos = df.groupby("manipulation")["video_id"].nunique()
+    counts = pd.DataFrame(index=pd.Index(manipulations, name="manipulation"))
     for s in splits:
-        v = videos.get(s, pd.Series(dtype=int)).reindex(methods, fill_value=0)
+        v = videos.get(s, pd.Series(dtype=int)).reindex(manipulations, fill_value=0)
         counts[f"{s}_videos"] = v.astype(int)
-        counts[f"{s}_frames"] = frames.get(s, pd.Series(dtype=int)).reindex(methods, fill_value=0).astype(int)
-        counts[f"{s}_pct"] = (100.0 * v / total_videos.reindex(methods)).round(1)
+        counts[f"{s}_frames"] = frames.get(s, pd.Series(dtype=int)).reindex(manipulations, fill_value=0).astype(int)
+        counts[f"{s}_pct"] = (100.0 * v / total_videos.reindex(manipulations)).round(1)
 
     people = {s: set(_people(used[used[SPLIT_COLUMN] == s])) for s in splits}
     groups = {s: set(used.loc[used[SPLIT_COLUMN] == s, "identity_group"]) for s in splits}
@@ -144,22 +144,22 @@ def audit_split(df: pd.DataFrame) -> AuditReport:
     seen_rows = []
     if "train" in people and "test" in people:
         test = used[used[SPLIT_COLUMN] == "test"].drop_duplicates("video_id")
-        seen = (test["dataset"] + ":" + test["target_id"]).isin(people["train"]) | (
-            test["dataset"] + ":" + test["source_id"]
+        seen = (test["corpus"] + ":" + test["target_id"]).isin(people["train"]) | (
+            test["corpus"] + ":" + test["source_id"]
         ).isin(people["train"])
-        for method, g in seen.groupby(test["method"]):
+        for manipulation, g in seen.groupby(test["manipulation"]):
             seen_rows.append(
-                {"method": method, "seen": int(g.sum()), "videos": len(g), "percent": 100.0 * g.mean()}
+                {"manipulation": manipulation, "seen": int(g.sum()), "videos": len(g), "percent": 100.0 * g.mean()}
             )
-    seen_df = pd.DataFrame(seen_rows, columns=["method", "seen", "videos", "percent"])
+    seen_df = pd.DataFrame(seen_rows, columns=["manipulation", "seen", "videos", "percent"])
     return AuditReport(
         counts=counts, overlaps=overlaps, test_seen_in_train=seen_df, shared_groups=shared_groups
     )
 
 
-def audit_test_set(df: pd.DataFrame, sources: list[str] | tuple[str, ...], *, train: str = "train",
+def audit_test_set(df: pd.DataFrame, manipulations: list[str] | tuple[str, ...], *, train: str = "train",
                    test: str = "test") -> dict[str, int]:
-    """What one test set (the ``test`` rows of ``sources``) shares with the ``train`` rows.
+    """What one test set (the ``test`` rows of ``manipulations``) shares with the ``train`` rows.
 
     The counts that explain an inflated test AUC, for the test set alone (not the whole split):
 
@@ -169,28 +169,28 @@ def audit_test_set(df: pd.DataFrame, sources: list[str] | tuple[str, ...], *, tr
       frame-level split);
     - ``videos_person_in_train``: test videos showing a person seen in training;
     - ``manipulation_frames`` / ``manipulation_frames_in_train``: frames of the test set's manipulations
-      (its sources other than ``real``) in the test set, and in training (the test manipulation seen
+      (its manipulations other than ``real``) in the test set, and in training (the test manipulation seen
       while training, as in the reports' leaky split); ``manipulation_videos_in_train`` counts their
       videos with a frame in training.
     """
     if SPLIT_COLUMN not in df.columns:
         raise CrossfakeError("this manifest has no 'split' column: run `crossfake split` first")
-    fakes = [s for s in sources if s != REAL]
-    in_test = (df[SPLIT_COLUMN] == test).fillna(False) & df["method"].isin(list(sources))
+    fakes = [m for m in manipulations if m != REAL]
+    in_test = (df[SPLIT_COLUMN] == test).fillna(False) & df["manipulation"].isin(list(manipulations))
     rows, training = df[in_test.to_numpy()], df[(df[SPLIT_COLUMN] == train).fillna(False).to_numpy()]
     train_people = set(_people(training))
     test_videos = rows.drop_duplicates("video_id")
-    person_seen = (test_videos["dataset"] + ":" + test_videos["target_id"]).isin(train_people) | (
-        test_videos["dataset"] + ":" + test_videos["source_id"]).isin(train_people)
+    person_seen = (test_videos["corpus"] + ":" + test_videos["target_id"]).isin(train_people) | (
+        test_videos["corpus"] + ":" + test_videos["source_id"]).isin(train_people)
     people = set(_people(rows))
-    manipulated = training[training["method"].isin(fakes)]
+    manipulated = training[training["manipulation"].isin(fakes)]
     return {
         "people": len(people),
         "people_in_train": len(people & train_people),
         "videos": len(test_videos),
         "videos_in_train": int(test_videos["video_id"].isin(set(training["video_id"])).sum()),
         "videos_person_in_train": int(person_seen.sum()),
-        "manipulation_frames": int(rows["method"].isin(fakes).sum()),
+        "manipulation_frames": int(rows["manipulation"].isin(fakes).sum()),
         "manipulation_frames_in_train": len(manipulated),
         "manipulation_videos_in_train": int(manipulated["video_id"].nunique()),
     }
@@ -232,11 +232,11 @@ def _format_shared_groups(shared: pd.DataFrame, limit: int = SHOW_GROUPS) -> lis
 def _format_counts(counts: pd.DataFrame) -> list[str]:
     splits = [c[: -len("_videos")] for c in counts.columns if c.endswith("_videos")]
     width = max(12, *(len(m) for m in counts.index))
-    header = f"  {'source':<{width}}" + "".join(f"{s:>24}" for s in splits)
+    header = f"  {'manipulation':<{width}}" + "".join(f"{s:>24}" for s in splits)
     out = [header, "  " + "-" * (len(header) - 2)]
-    for method, r in counts.iterrows():
+    for manipulation, r in counts.iterrows():
         cells = "".join(_cell(r, s) for s in splits)
-        out.append(f"  {method:<{width}}{cells}")
+        out.append(f"  {manipulation:<{width}}{cells}")
     return out
 
 

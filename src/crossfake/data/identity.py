@@ -3,16 +3,16 @@
 Two videos must land in the same split when they show a common person. In FaceForensics++ a person is
 tied to a video by being its target (the footage) or its source (the pasted face), and two original
 sequences cut from one YouTube video show the same people (``conversion_dict.json``). So the groups are
-the connected components of the graph whose nodes are identity keys (person ids, YouTube sources) and
+the connected components of the graph whose nodes are identity keys (person ids, YouTube videos) and
 whose edges are "appear in the same video". A fake ``a_b`` joins ``a`` and ``b``; since FF++ also has
-``b_a``, the pair is one group, and any YouTube source shared with a third sequence pulls that in too.
+``b_a``, the pair is one group, and any YouTube video shared with a third sequence pulls that in too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from crossfake.data.sources.base import VideoRecord
+from crossfake.data.corpora.base import VideoRecord
 
 
 class _UnionFind:
@@ -37,9 +37,9 @@ class _UnionFind:
 
 
 def record_keys(record: VideoRecord) -> tuple[str, ...]:
-    """All identity keys of a record, qualified by dataset so corpora never merge by accident."""
+    """All identity keys of a record, qualified by corpus so corpora never merge by accident."""
     keys = {f"person:{record.target_id}", f"person:{record.source_id}", *record.identity_keys}
-    return tuple(sorted(f"{record.dataset}:{k}" for k in keys))
+    return tuple(sorted(f"{record.corpus}:{k}" for k in keys))
 
 
 def identity_groups(records: Iterable[VideoRecord]) -> dict[str, str]:

@@ -1,11 +1,18 @@
 """The manifest: one row per face crop, the contract between preprocessing, splitting and training.
 
 A manifest is a Parquet file (``manifest.parquet``) written by ``crossfake prepare``. Paths to crops are
-stored relative to the manifest's folder so a prepared dataset can be moved as a whole. Every column is
+stored relative to the manifest's folder so a prepared corpus can be moved as a whole. Every column is
 explicit; nothing downstream parses a path to learn a video's identity (DeepfakeBench's trap).
 
-Video identity is ``video_id = "<dataset>/<method>/<name>"``: the same name under two methods
+Video identity is ``video_id = "<corpus>/<manipulation>/<name>"``: the same name under two manipulations
 (``000_003`` in Deepfakes and FaceSwap) is two videos, not one.
+
+Vocabulary, the same in every column, config key, flag and document: a *corpus* is a collection of videos
+with its own layout (FF++, Celeb-DF, ...; read by an adapter of :mod:`crossfake.data.corpora`); a
+*manipulation* is how a video was faked (``FaceSwap``; ``real`` for pristine ones); the *source* is the
+person whose face was pasted in (``source_id``); a *method* is a detection method and a *detector* the
+deepfake model it builds, never the *face detector* that finds faces. Manifests written before these
+names (``dataset``, ``method``, ``detector`` columns) are read under today's names.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import write_parquet_atomic
 
 REAL = "real"
-"""The ``method`` of every pristine video, whatever the corpus calls it (FF++'s ``original_sequences``)."""
+"""The ``manipulation`` of every pristine video, whatever the corpus calls it (FF++'s ``original_sequences``)."""
 
 SPLITS = ("train", "val", "test")
 
@@ -27,30 +34,30 @@ SPLITS = ("train", "val", "test")
 COLUMNS: dict[str, str] = {
     "sample_id": "string",  # "<video_id>/<frame_idx:06d>", unique per row
     "path": "string",  # crop image, relative to the manifest's folder
-    "dataset": "string",  # e.g. "ffpp", "folder"
-    "method": "string",  # "real" or the manipulation name, e.g. "FaceSwap"
-    "video_id": "string",  # "<dataset>/<method>/<name>"
+    "corpus": "string",  # the corpus adapter's name, e.g. "ffpp", "folder"
+    "manipulation": "string",  # "real" or the manipulation's name, e.g. "FaceSwap"
+    "video_id": "string",  # "<corpus>/<manipulation>/<name>"
     "video_path": "string",  # the source video or image, absolute
     "frame_idx": "int64",  # index of the frame in the decoded video (0 for images)
     "label": "int8",  # 0 real, 1 fake
     "target_id": "string",  # the person whose video it is (FF++: the <target> of <target>_<source>)
     "source_id": "string",  # the person whose face was pasted in (FF++: <source>); equals target for real
-    "identity_group": "string",  # connected component of people sharing a video or a YouTube source
+    "identity_group": "string",  # connected component of people sharing a video or a YouTube video
     "official_split": "string",  # the corpus's own split (FF++ train/val/test.json), if it has one
     "face_x0": "float32",  # face box in frame pixels, as tracked (smoothed), before the crop margin
     "face_y0": "float32",
     "face_x1": "float32",
     "face_y1": "float32",
     # The five landmarks (face_detectors.LANDMARK_NAMES: eyes, nose tip, mouth corners, image-left first),
-    # tracked like the box, in frame pixels; missing for detectors without landmarks (Haar).
+    # tracked like the box, in frame pixels; missing for face detectors without landmarks (Haar).
     **{f"{name}_{axis}": "float32" for name in ("eye_l", "eye_r", "nose", "mouth_l", "mouth_r") for axis in "xy"},
     "crop_x0": "float32",  # the square cut out of the frame (before rotation and resize)
     "crop_y0": "float32",
     "crop_x1": "float32",
     "crop_y1": "float32",
     "crop_angle": "float32",  # degrees the frame was rotated to level the eyes (0 unless aligned)
-    "det_score": "float32",  # detector confidence, detector-specific scale; NaN where interpolated
-    "interpolated": "boolean",  # the face box was interpolated across a frame the detector missed
+    "det_score": "float32",  # face detector confidence, its own scale; NaN where interpolated
+    "interpolated": "boolean",  # the face box was interpolated across a frame the face detector missed
     "track_id": "Int16",  # the face's track in its video (0 = the subject); missing for centre crops
     "num_faces": "int16",  # faces found in the frame (before tracking)
     "face_detector": "string",
@@ -76,11 +83,14 @@ OPTIONAL_COLUMNS = [c for c in COLUMNS if c.startswith(("crop_", "eye_", "nose_"
 ]
 
 
+#: Old column name -> today's (see the module's vocabulary). Tables of scored rows carry these columns too.
+RENAMED_COLUMNS = {"detector": "face_detector", "dataset": "corpus", "method": "manipulation"}
+
+
 def upgrade(df: pd.DataFrame) -> pd.DataFrame:
-    """A manifest of crossfake 0.1 in today's names: ``detector`` is now ``face_detector``."""
-    if "detector" in df.columns and "face_detector" not in df.columns:
-        df = df.rename(columns={"detector": "face_detector"})
-    return df
+    """A manifest (or a predictions table) written before today's vocabulary, under today's column names."""
+    renames = {old: new for old, new in RENAMED_COLUMNS.items() if old in df.columns and new not in df.columns}
+    return df.rename(columns=renames) if renames else df
 
 
 def empty_manifest() -> pd.DataFrame:

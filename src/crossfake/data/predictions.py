@@ -1,6 +1,6 @@
 """The roles of the columns a method adds to a predictions table, beside the ones every table has.
 
-Every predictions table has ``sample_id, video_id, dataset, method, label, score, logit``. A method may add
+Every predictions table has ``sample_id, video_id, corpus, manipulation, label, score, logit``. A method may add
 more (a VLM: its verdict, confidence, artefacts, written reasoning, the raw answer); it declares which
 column plays which role in a :class:`PredictionColumns`, the trainer records the declaration in
 ``run.json`` and the experiment runner in ``experiment.json``, and reports and ``crossfake detect`` read it

@@ -12,11 +12,11 @@ a particular maker. A maker must be deterministic for a given ``rng`` and must u
 that a pseudo-fake is a pure function of (seed, epoch, crop).
 
 Makers need to know where the face is in the crop. :func:`face_region` reads that from the manifest's
-columns, best source first:
+columns, best origin first:
 
 1. ``landmarks``: the five landmarks (frame pixels), mapped into the crop through its square cut and
    rotation (``crop_*``) -- YuNet and dlib crops;
-2. ``face_box``: the ellipse inscribed in the face box, mapped the same way -- detectors without
+2. ``face_box``: the ellipse inscribed in the face box, mapped the same way -- face detectors without
    landmarks (Haar, hence the synthetic benchmark);
 3. ``crop_centre``: no usable box either (a centre crop of a frame without a face, or a manifest
    without crop columns): the ellipse inscribed in the face box that ``prepare``'s default 1.3 margin
@@ -41,8 +41,8 @@ from crossfake.utils.io import write_bytes_atomic
 from crossfake.utils.registry import Registry
 
 #: Where a crop's face region came from, best first (see the module docstring).
-GEOMETRY_SOURCES = ("landmarks", "face_box", "crop_centre")
-GeometrySource = Literal["landmarks", "face_box", "crop_centre"]
+GEOMETRY_ORIGINS = ("landmarks", "face_box", "crop_centre")
+GeometryOrigin = Literal["landmarks", "face_box", "crop_centre"]
 
 LANDMARK_COLUMNS = [f"{name}_{axis}" for name in LANDMARK_NAMES for axis in "xy"]
 FACE_BOX_COLUMNS = ["face_x0", "face_y0", "face_x1", "face_y1"]
@@ -63,12 +63,12 @@ class FaceRegion:
     Attributes:
         landmarks: ``(5, 2)``: eyes, nose tip, mouth corners, image-left first (``LANDMARK_NAMES``).
         outline: ``(n, 2)``: a convex polygon around the face (the face box's inscribed ellipse).
-        source: where it came from: ``landmarks``, ``face_box`` or ``crop_centre``.
+        origin: where it came from: ``landmarks``, ``face_box`` or ``crop_centre``.
     """
 
     landmarks: np.ndarray | None = None
     outline: np.ndarray | None = None
-    source: GeometrySource = "landmarks"
+    origin: GeometryOrigin = "landmarks"
 
     def __post_init__(self) -> None:
         if (self.landmarks is None) == (self.outline is None):
@@ -78,10 +78,10 @@ class FaceRegion:
 
     @classmethod
     def from_box(
-        cls, box: tuple[float, float, float, float], source: GeometrySource = "face_box"
+        cls, box: tuple[float, float, float, float], origin: GeometryOrigin = "face_box"
     ) -> FaceRegion:
         """The ellipse inscribed in an axis-aligned ``(x0, y0, x1, y1)`` box of the crop."""
-        return cls(outline=ellipse_polygon(box), source=source)
+        return cls(outline=ellipse_polygon(box), origin=origin)
 
 
 def ellipse_polygon(box: tuple[float, float, float, float], n: int = 48) -> np.ndarray:
@@ -97,7 +97,7 @@ def default_face_box(width: int, height: int) -> tuple[float, float, float, floa
     return (0.5 - half) * width, (0.5 - half) * height, (0.5 + half) * width, (0.5 + half) * height
 
 
-def geometry_source(row: Mapping[str, Any]) -> GeometrySource:
+def geometry_origin(row: Mapping[str, Any]) -> GeometryOrigin:
     """Which face geometry :func:`face_region` will use for a manifest row (see the module docstring)."""
     crop = _finite(row, [*CROP_BOX_COLUMNS])
     if crop and _finite(row, LANDMARK_COLUMNS):
@@ -115,8 +115,8 @@ def face_region(row: Mapping[str, Any], width: int, height: int) -> FaceRegion:
         width, height: the crop image's size (the crop box is square; a non-square image is scaled
             per axis).
     """
-    source = geometry_source(row)
-    if source == "crop_centre":
+    origin = geometry_origin(row)
+    if origin == "crop_centre":
         return FaceRegion.from_box(default_face_box(width, height), "crop_centre")
     crop = tuple(float(row[c]) for c in CROP_BOX_COLUMNS)
     angle = float(row.get("crop_angle") or 0.0)
@@ -126,11 +126,11 @@ def face_region(row: Mapping[str, Any], width: int, height: int) -> FaceRegion:
     def to_crop(points: np.ndarray) -> np.ndarray:
         return landmarks_in_crop(points, crop, angle, width) * scale
 
-    if source == "landmarks":
+    if origin == "landmarks":
         points = np.array([float(row[c]) for c in LANDMARK_COLUMNS]).reshape(5, 2)
-        return FaceRegion(landmarks=to_crop(points), source="landmarks")
+        return FaceRegion(landmarks=to_crop(points), origin="landmarks")
     box = tuple(float(row[c]) for c in FACE_BOX_COLUMNS)
-    return FaceRegion(outline=to_crop(ellipse_polygon(box)), source="face_box")
+    return FaceRegion(outline=to_crop(ellipse_polygon(box)), origin="face_box")
 
 
 def _finite(row: Mapping[str, Any], columns: list[str]) -> bool:
@@ -221,7 +221,7 @@ def draw_examples(examples: list[PseudoFakeExample], path: str | Path, title: st
             ax.plot(ex.face.landmarks[:, 0], ex.face.landmarks[:, 1], ".", color="red", ms=4)
         ax.set_xlim(-0.5, w - 0.5)
         ax.set_ylim(h - 0.5, -0.5)  # a region reaching past the crop must not rescale it
-        ax.set_ylabel(f"{ex.name}\n({ex.face.source})", fontsize=6)
+        ax.set_ylabel(f"{ex.name}\n({ex.face.origin})", fontsize=6)
     for ax, name in zip(axes[0], columns, strict=True):
         ax.set_title(name, fontsize=8)
     if title:

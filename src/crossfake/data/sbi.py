@@ -36,7 +36,7 @@ Where this differs from the authors' code, and why:
   distances, the measured brow-to-subnasale distance) above the brows (:data:`FOREHEAD`). An affine
   follows roll, scale, and the foreshortening of a turned or tilted head only approximately; the mask
   is deformed and blurred anyway.
-- **No landmarks** (the Haar detector, so the synthetic benchmark): the ellipse inscribed in the face
+- **No landmarks** (the Haar face detector, so the synthetic benchmark): the ellipse inscribed in the face
   box. A Haar box spans roughly brows to chin and cheek to cheek, the 68-point hull's extent; there is no
   forehead variant. No box either: see :mod:`crossfake.data.pseudo_fakes`.
 - **Only the source is augmented.** The authors augment the source or, half the time, the target, and then
@@ -118,7 +118,7 @@ def as_face_region(face: FaceRegion | ArrayLike) -> FaceRegion:
         return face
     array = np.asarray(face, np.float64)
     if array.shape == (5, 2):
-        return FaceRegion(landmarks=array, source="landmarks")
+        return FaceRegion(landmarks=array, origin="landmarks")
     if array.shape == (4,):
         return FaceRegion.from_box(tuple(array), "face_box")
     raise ValueError(f"expected a FaceRegion, (5, 2) landmarks or a (4,) box, got shape {array.shape}")

@@ -1,9 +1,9 @@
 """Train/val/test splits of a manifest, by identity group unless asked otherwise.
 
-A :class:`SplitSpec` says, per source (``real`` or a manipulation) and split, a percentage, as in the
+A :class:`SplitSpec` says, per manipulation (``real`` or how a video was faked) and split, a percentage, as in the
 reports' tables::
 
-    sources:
+    manipulations:
       real:           {train: 80, val: 10, test: 10}
       FaceSwap:       {train: 90, val: 10, test: 0}
       NeuralTextures: {train: 0,  val: 0,  test: 100}
@@ -12,33 +12,33 @@ Four modes read those numbers differently:
 
 ``identity`` (default, leakage-free)
     Every identity group (see :mod:`crossfake.data.identity`) is assigned to one split first, in the
-    proportions of ``identity_ratios`` (default: the ``real`` row). A source then contributes the videos
+    proportions of ``identity_ratios`` (default: the ``real`` row). A manipulation then contributes the videos
     whose group lies in a split where its percentage is non-zero. So "NeuralTextures 0/0/100" means
     "the NeuralTextures videos of the test identities", and no person is seen on two sides. The other
-    percentages only say *whether* a source takes part in a split, not how much of it.
+    percentages only say *whether* a manipulation takes part in a split, not how much of it.
 
 ``literal``
-    Each source's videos are shuffled and cut by its own percentages, ignoring who appears in them:
+    Each manipulation's videos are shuffled and cut by its own percentages, ignoring who appears in them:
     the reports' tables, counts and all. Report 1 puts 100% of NeuralTextures in test while 80% of the
     real identities train, so its test fakes show people seen in training; ``crossfake audit`` shows how
     many.
 
 ``frame``
     Like ``literal`` but row by row: frames of one video land on several sides. This is the leaky split
-    of the identity-leakage study and is never a sensible default. With each source's own shares a
+    of the identity-leakage study and is never a sensible default. With each manipulation's own shares a
     test-only manipulation stays out of training (people and videos leak, the manipulation does not);
-    :meth:`SplitSpec.pooled` gives every source the same shares, the reports' leaky split, in which the
+    :meth:`SplitSpec.pooled` gives every manipulation the same shares, the reports' leaky split, in which the
     frames of every video, the test manipulation's included, land in train, val and test.
 
 ``official``
-    The corpus's own split (FF++ ``train/val/test.json``, pairs kept together); a source takes part in a
+    The corpus's own split (FF++ ``train/val/test.json``, pairs kept together); a manipulation takes part in a
     split when its percentage there is non-zero. FF++'s official split keeps pairs together but not
-    YouTube sources (605/606 straddle it), which the audit reports.
+    YouTube videos (605/606 straddle it), which the audit reports.
 
-A spec naming a source the manifest lacks is an error (it would silently give an empty test set),
-except in ``official`` mode, whose shipped spec lists every FF++ method.
+A spec naming a manipulation the manifest lacks is an error (it would silently give an empty test set),
+except in ``official`` mode, whose shipped spec lists every FF++ manipulation.
 
-Rows of a source that is not listed, or whose split percentage is zero, get ``split = None``: they are
+Rows of a manipulation that is not listed, or whose split percentage is zero, get ``split = None``: they are
 kept in the table for the record but belong to no split. Everything is deterministic for a seed.
 """
 
@@ -47,7 +47,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -55,7 +55,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from crossfake.data.audit import AuditReport, audit_split
 from crossfake.data.manifest import REAL, SPLIT_COLUMN, SPLITS, read_manifest, write_manifest
-from crossfake.utils.config import read_yaml, validate_config
+from crossfake.utils.config import read_yaml, renamed_keys, validate_config
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import write_json_atomic
 from crossfake.utils.logging import get_logger
@@ -68,6 +68,10 @@ if TYPE_CHECKING:
 log = get_logger("splits")
 
 
+#: Keys of a split spec renamed by the vocabulary rename (old -> new): old specs read under today's names.
+OLD_SPEC_KEYS = {"sources": "manipulations"}
+
+
 class SplitMode(StrEnum):
     identity = "identity"
     literal = "literal"
@@ -76,7 +80,7 @@ class SplitMode(StrEnum):
 
 
 class Shares(BaseModel):
-    """Percentages of one source going to train, val and test (a remainder below 100 is left unused)."""
+    """Percentages of one manipulation going to train, val and test (a remainder below 100 is left unused)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -107,50 +111,55 @@ class SplitSpec(BaseModel):
     description: str = ""
     mode: SplitMode = SplitMode.identity
     seed: int = 0
-    sources: dict[str, Shares] = Field(..., min_length=1, description="per-source percentages")
+    manipulations: dict[str, Shares] = Field(..., min_length=1, description="per-manipulation percentages")
     identity_ratios: Shares | None = Field(
         None, description="identity mode: share of identity groups per split (default: the 'real' row)"
     )
 
-    @field_validator("sources")
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return renamed_keys(data, OLD_SPEC_KEYS, "split spec")
+
+    @field_validator("manipulations")
     @classmethod
     def _some_share(cls, v: dict[str, Shares]) -> dict[str, Shares]:
         empty = [k for k, s in v.items() if s.total == 0]
         if len(empty) == len(v):
-            raise ValueError("every source has 0% in every split")
+            raise ValueError("every manipulation has 0% in every split")
         return v
 
     @model_validator(mode="after")
     def _ratios(self) -> SplitSpec:
         if self.mode == SplitMode.identity and self.group_ratios().total == 0:
-            raise ValueError("identity mode needs identity_ratios or a 'real' source with a non-zero share")
+            raise ValueError("identity mode needs identity_ratios or a 'real' manipulation with a non-zero share")
         return self
 
     def group_ratios(self) -> Shares:
         if self.identity_ratios is not None:
             return self.identity_ratios
-        return self.sources.get(REAL, Shares())
+        return self.manipulations.get(REAL, Shares())
 
-    def pooled(self, sources: Iterable[str]) -> SplitSpec:
-        """The reports' leaky split of ``sources``: frame by frame, every source cut by the same shares.
+    def pooled(self, manipulations: Iterable[str]) -> SplitSpec:
+        """The reports' leaky split of ``manipulations``: frame by frame, every one cut by the same shares.
 
-        Both reports' leaky runs scattered the frames of every video of every source at random over
+        Both reports' leaky runs scattered the frames of every video of every manipulation at random over
         train, val and test, the test manipulation's included: a detector then trains on the very
-        manipulation (and videos, and people) it is tested on. Here every one of ``sources`` gets
+        manipulation (and videos, and people) it is tested on. Here every one of ``manipulations`` gets
         :meth:`group_ratios` (the ``real`` row unless ``identity_ratios`` says otherwise); the other
-        sources are left out.
+        manipulations are left out.
         """
-        sources = list(dict.fromkeys(sources))
-        unknown = [s for s in sources if s not in self.sources]
+        manipulations = list(dict.fromkeys(manipulations))
+        unknown = [m for m in manipulations if m not in self.manipulations]
         if unknown:
-            raise CrossfakeError(f"split spec {self.name!r} has no source(s) {unknown} "
-                                 f"(it has {sorted(self.sources)})")
+            raise CrossfakeError(f"split spec {self.name!r} has no manipulation(s) {unknown} "
+                                 f"(it has {sorted(self.manipulations)})")
         ratios = self.group_ratios().model_dump()
         return SplitSpec.parse({
             "name": f"{self.name}-pooled-frame", "mode": SplitMode.frame.value, "seed": self.seed,
-            "description": f"{self.name}'s sources {', '.join(sources)} split frame by frame at random, each "
-                           "by the same shares (the reports' leaky split)",
-            "sources": {s: ratios for s in sources},
+            "description": f"{self.name}'s manipulations {', '.join(manipulations)} split frame by frame at "
+                           "random, each by the same shares (the reports' leaky split)",
+            "manipulations": {m: ratios for m in manipulations},
         }, where=f"the pooled frame split of {self.name}")
 
     @classmethod
@@ -159,7 +168,7 @@ class SplitSpec(BaseModel):
 
     @classmethod
     def parse(cls, data: object, where: str = "split spec") -> SplitSpec:
-        return validate_config(cls, data, where, expected="'sources:'")
+        return validate_config(cls, data, where, expected="'manipulations:'")
 
 
 def builtin_specs() -> list[str]:
@@ -189,7 +198,7 @@ def _cut(n: int, shares: tuple[float, float, float]) -> np.ndarray:
 
 
 def _rng(seed: int, key: str) -> np.random.Generator:
-    # Each source gets its own stream so adding a source to a spec does not reshuffle the others.
+    # Each manipulation gets its own stream so adding one to a spec does not reshuffle the others.
     return np.random.default_rng([seed, *key.encode("utf-8")])
 
 
@@ -220,18 +229,18 @@ def _assign_groups(groups: pd.Series, ratios: Shares, seed: int) -> dict[str, in
 def assign_splits(manifest: pd.DataFrame, spec: SplitSpec) -> pd.DataFrame:
     """Return a copy of ``manifest`` with a ``split`` column (``train``/``val``/``test`` or missing)."""
     df = manifest.copy()
-    missing_sources = sorted(set(spec.sources) - set(df["method"].unique()))
-    if missing_sources and spec.mode == SplitMode.official:
-        # The official split lists every FF++ method; a download with fewer methods is still valid.
-        log.warning("split spec %r: source(s) %s not in the manifest", spec.name, missing_sources)
-    elif missing_sources:
+    missing = sorted(set(spec.manipulations) - set(df["manipulation"].unique()))
+    if missing and spec.mode == SplitMode.official:
+        # The official split lists every FF++ manipulation; a download with fewer is still valid.
+        log.warning("split spec %r: manipulation(s) %s not in the manifest", spec.name, missing)
+    elif missing:
         # A spec that asks for a test set the data cannot give is an error, not an empty test set.
         raise CrossfakeError(
-            f"split spec {spec.name!r} names source(s) {missing_sources} absent from the manifest; "
-            f"present: {sorted(df['method'].unique())}"
+            f"split spec {spec.name!r} names manipulation(s) {missing} absent from the manifest; "
+            f"present: {sorted(df['manipulation'].unique())}"
         )
     labels = np.full(len(df), -1)
-    listed = df["method"].isin(list(spec.sources)).to_numpy()
+    listed = df["manipulation"].isin(list(spec.manipulations)).to_numpy()
     if spec.mode == SplitMode.identity:
         videos = df.loc[listed].drop_duplicates("video_id")
         group_split = _assign_groups(videos["identity_group"], spec.group_ratios(), spec.seed)
@@ -243,17 +252,17 @@ def assign_splits(manifest: pd.DataFrame, spec: SplitSpec) -> pd.DataFrame:
         labels[listed] = df.loc[listed, "official_split"].map(index).fillna(-1).astype(int).to_numpy()
     else:
         unit = "sample_id" if spec.mode == SplitMode.frame else "video_id"
-        for source, shares in spec.sources.items():
-            rows = df["method"] == source
+        for manipulation, shares in spec.manipulations.items():
+            rows = df["manipulation"] == manipulation
             units = np.sort(df.loc[rows, unit].unique())
-            units = units[_rng(spec.seed, source).permutation(len(units))]
+            units = units[_rng(spec.seed, manipulation).permutation(len(units))]
             per_unit = dict(zip(units, _cut(len(units), shares.as_tuple()), strict=True))
             labels[rows.to_numpy()] = df.loc[rows, unit].map(per_unit).to_numpy()
 
-    # Identity and official modes assign whole groups; a source takes part only where its share > 0.
+    # Identity and official modes assign whole groups; a manipulation takes part only where its share > 0.
     if spec.mode in (SplitMode.identity, SplitMode.official):
-        for source, shares in spec.sources.items():
-            rows = (df["method"] == source).to_numpy()
+        for manipulation, shares in spec.manipulations.items():
+            rows = (df["manipulation"] == manipulation).to_numpy()
             for k, share in enumerate(shares.as_tuple()):
                 if share == 0:
                     labels[rows & (labels == k)] = -1
@@ -263,7 +272,7 @@ def assign_splits(manifest: pd.DataFrame, spec: SplitSpec) -> pd.DataFrame:
 
 
 def train_fraction(df: pd.DataFrame, fraction: float, seed: int = 0) -> pd.DataFrame:
-    """Keep ``fraction`` of the training *videos* of each source (val and test untouched).
+    """Keep ``fraction`` of the training *videos* of each manipulation (val and test untouched).
 
     Used by the train-size ablation; sampling whole videos keeps the split identity-safe.
     """
@@ -271,10 +280,10 @@ def train_fraction(df: pd.DataFrame, fraction: float, seed: int = 0) -> pd.DataF
         raise CrossfakeError(f"train fraction must be in (0, 1], got {fraction}")
     train = df[SPLIT_COLUMN] == "train"
     keep: set[str] = set()
-    for source, rows in df[train].groupby("method"):
+    for manipulation, rows in df[train].groupby("manipulation"):
         videos = np.sort(rows["video_id"].unique())
         n = max(1, int(round(fraction * len(videos))))
-        keep.update(videos[_rng(seed, f"fraction-{source}").permutation(len(videos))[:n]])
+        keep.update(videos[_rng(seed, f"fraction-{manipulation}").permutation(len(videos))[:n]])
     return df[~train | df["video_id"].isin(keep)].reset_index(drop=True)
 
 
@@ -284,7 +293,7 @@ def split_manifest(
     """Split the manifest at ``manifest_path`` by ``spec`` into ``out`` and audit it.
 
     Writes ``out`` (crop paths rebased so they stay valid from there) and its sidecar ``out.json``: the
-    resolved spec, the source manifest's path and sha256 (how ``crossfake detect`` finds the crop settings
+    resolved spec, the input manifest's path and sha256 (how ``crossfake detect`` finds the crop settings
     in its ``prepare.json``), the audit and provenance. Returns the split table and its audit.
 
     With ``merge_faces`` (identity mode only) the identity groups whose faces match are merged before the

@@ -1,21 +1,21 @@
 """From a predictions table to frame- and video-level metrics, per subgroup, with bootstrap CIs.
 
 A predictions table has one row per frame (or image): a score (higher = more fake), a label and, usually,
-the id of the video the frame comes from and a subgroup such as the manipulation method.
+the id of the video the frame comes from and a subgroup such as the manipulation.
 
 **Levels.** ``frame``: every row is a sample. ``video_mean``: a video's score is the mean of its frame
 scores. ``video_vote``: a video's score is the fraction of its frames predicted fake at the threshold
 (``score >= threshold``); the verdict is the majority, fake iff that fraction is > 0.5 (a video split
 exactly in half counts as real). Keeping the fraction as the score keeps AUC, EER and AP defined.
 
-**Subgroups** (``group_col``, e.g. ``method``). A test set's fakes of one method cannot be scored
+**Subgroups** (``group_col``, e.g. ``manipulation``). A test set's fakes of one manipulation cannot be scored
 without reals, so:
 
 - a subgroup with fake rows only (a manipulation) is evaluated on its rows **plus every real row** of
-  the table, i.e. "this method against all the reals";
+  the table, i.e. "this manipulation against all the reals";
 - a subgroup with real rows only (``real``) gets the threshold metrics that make sense with one class:
   accuracy and real accuracy (its AUC, EER, AP are not reported);
-- a subgroup holding both classes (e.g. ``group_col="dataset"``) is evaluated on its own rows.
+- a subgroup holding both classes (e.g. ``group_col="corpus"``) is evaluated on its own rows.
 
 The overall group is named ``all``.
 
@@ -512,7 +512,7 @@ def evaluate_predictions(
         score_col, label_col: score (higher = more fake) and label (see :func:`parse_labels`) columns.
         video_col: video id column, needed for the video levels and the cluster bootstrap; None for a
             frame-only evaluation with frames resampled individually.
-        group_col: optional subgroup column (e.g. ``method``).
+        group_col: optional subgroup column (e.g. ``manipulation``).
         threshold: frame decision threshold (predicted fake iff score >= threshold); the video_mean
             level applies it to the mean score; the video_vote level uses it to flag frames.
         levels: any of ``"frame"`` and ``"video"`` (the latter gives ``video_mean`` and ``video_vote``).

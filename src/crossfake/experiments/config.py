@@ -6,7 +6,7 @@
     description: Real + FaceSwap -> NeuralTextures, Face2Face zero-shot
     data:                     # a corpus on disk (`crossfake run --data PATH` sets root) ...
       root: null
-      source: ffpp
+      corpus: ffpp
       options: {compression: c23}
       synth: {videos: 40, frames: 16, seed: 0}   # ... or, without a root, the synthetic FF++
     prepare: {frames: 8}      # PrepareConfig fields; `cache:` to share crops between experiments
@@ -16,17 +16,21 @@
     methods:                  # entry name -> shipped training config (default: the entry's name) + overrides
       linear_probe: {}
       lora_r8: {config: lora, method: {r: 8}}
-    tests:                    # test set name -> the sources (of a split) it scores
+    tests:                    # test set name -> the manipulations (of a split) it scores
       NeuralTextures: [real, NeuralTextures]
-      Face2Face: {split: test, sources: [real, Face2Face]}
+      Face2Face: {split: test, manipulations: [real, Face2Face]}
     corpora:                  # other corpora to test on (cross-dataset), each a test set of its own
-      celebdf: {root: /data/Celeb-DF-v2, source: celebdf}   # its official test list
+      celebdf: {root: /data/Celeb-DF-v2, corpus: celebdf}   # its official test list
       synth-b: {synth: {seed: 1, compression: c40}}           # no root: a synthetic FF++ of other settings
 
 Each corpus of ``corpora`` is read by its adapter, reduced to the videos it tests on (its official test
 split where it has one, else all of it), cropped with the same ``prepare`` settings and added to the split
-manifest with ``split = <corpus name>``; the test set of the same name scores them (its sources: ``real``
-and the corpus's fake methods). Its videos never train or validate.
+manifest with ``split = <corpus name>``; the test set of the same name scores them (its manipulations:
+``real`` and the corpus's fake manipulations). Its videos never train or validate.
+
+Configs written before the vocabulary rename still load (with a warning): ``source:`` is read as
+``corpus:``, a test set's ``sources:`` as ``manipulations:``, and ``methods`` (synthetic settings, adapter
+options) as ``manipulations``.
 
 Everything is validated when the file is read, including every method's training config (built with
 the shipped config, ``defaults`` and the entry merged in that order), so a typo fails before any video
@@ -45,14 +49,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from crossfake.data.corpora.base import CORPORA, corpus_fake_manipulations
 from crossfake.data.manifest import REAL, SPLITS
 from crossfake.data.preprocess import PrepareConfig
-from crossfake.data.sources.base import SOURCES, source_fake_methods
 from crossfake.data.splits import SplitSpec, load_spec
 from crossfake.data.synth import SynthConfig
-from crossfake.data.synth.manipulations import METHODS as SYNTH_METHODS
+from crossfake.data.synth.manipulations import MANIPULATIONS as SYNTH_MANIPULATIONS
 from crossfake.runs.config import TrainConfig, resolve_config_path
-from crossfake.utils.config import read_yaml, validate_config
+from crossfake.utils.config import read_yaml, renamed_keys, validate_config
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.shipped import resolve_shipped, shipped_names
 
@@ -60,12 +64,30 @@ from crossfake.utils.shipped import resolve_shipped, shipped_names
 SYNTH_FACE_DETECTOR = "haar"
 
 
+#: Keys of an experiment config renamed by the vocabulary rename (old -> new), by where they appear. The
+#: config reads old files under today's names, and the runner compares a resumed run's data settings so.
+OLD_CORPUS_KEYS = {"source": "corpus"}
+OLD_OPTION_KEYS = {"methods": "manipulations", "dataset": "corpus"}  # a corpus adapter's options
+OLD_SYNTH_KEYS = {"methods": "manipulations"}
+OLD_TEST_KEYS = {"sources": "manipulations"}
+
+
+def _old_corpus_keys(data: Any, what: str) -> Any:
+    """``data`` (a data/corpus mapping) with ``source`` read as ``corpus`` and the adapter options' old
+    names under today's (the names before the vocabulary rename)."""
+    data = renamed_keys(data, OLD_CORPUS_KEYS, what)
+    if isinstance(data, Mapping) and isinstance(data.get("options"), Mapping):
+        data = {**data, "options": renamed_keys(data["options"], OLD_OPTION_KEYS, f"{what} options")}
+    return data
+
+
 class SynthData(BaseModel):
     """The synthetic FF++ written into the run directory when no corpus root is given."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    videos: int = Field(24, description="original videos (even, >= 8); each pair also gives two fakes per method")
+    videos: int = Field(24, description="original videos (even, >= 8); each pair also gives two fakes per "
+                        "manipulation")
     frames: int = Field(32, ge=1, description="frames per video")
     size: int = Field(256, description="frame width in pixels")
     seed: int = Field(0, ge=0)
@@ -90,11 +112,16 @@ class DataSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     root: Path | None = Field(None, description="corpus root; null = the synthetic FF++ of `synth` (cropped with "
-                              "the Haar detector unless `prepare` names one: it needs no download)")
-    source: str = Field("ffpp", description="corpus layout: ffpp, folder, dfdc, celebdf, dfd or wilddeepfake")
-    options: dict[str, Any] = Field(default_factory=dict, description="source options, e.g. compression")
-    limit: int | None = Field(None, ge=1, description="only the first N videos of each method")
+                              "the Haar face detector unless `prepare` names one: it needs no download)")
+    corpus: str = Field("ffpp", description="corpus layout: ffpp, folder, dfdc, celebdf, dfd or wilddeepfake")
+    options: dict[str, Any] = Field(default_factory=dict, description="corpus adapter options, e.g. compression")
+    limit: int | None = Field(None, ge=1, description="only the first N videos of each manipulation")
     synth: SynthData = SynthData()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return _old_corpus_keys(data, "data")
 
     @field_validator("root")
     @classmethod
@@ -114,19 +141,25 @@ class PrepareSettings(PrepareConfig):
 
 
 class TestSet(BaseModel):
-    """Rows of one split whose source is one of ``sources``: the reals and the fakes scored together."""
+    """Rows of one split whose manipulation is one of ``manipulations``: the reals and the fakes scored
+    together."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     split: str = "test"
-    sources: list[str] = Field(min_length=1)
+    manipulations: list[str] = Field(min_length=1)
 
-    @field_validator("sources")
+    @model_validator(mode="before")
     @classmethod
-    def _real_and_fake(cls, sources: list[str]) -> list[str]:
-        if REAL not in sources or len(set(sources)) < 2:
-            raise ValueError(f"a test set needs '{REAL}' and at least one manipulation, got {sources}")
-        return sources
+    def _old_names(cls, data: Any) -> Any:
+        return renamed_keys(data, OLD_TEST_KEYS, "test set")
+
+    @field_validator("manipulations")
+    @classmethod
+    def _real_and_fake(cls, manipulations: list[str]) -> list[str]:
+        if REAL not in manipulations or len(set(manipulations)) < 2:
+            raise ValueError(f"a test set needs '{REAL}' and at least one manipulation, got {manipulations}")
+        return manipulations
 
 
 class CorpusSynth(BaseModel):
@@ -139,11 +172,17 @@ class CorpusSynth(BaseModel):
     size: int = Field(224, description="frame width in pixels")
     seed: int = Field(1, ge=0, description="not the training corpus's seed: other identities")
     compression: str = Field("c40", description="c23, c40 or raw")
-    methods: list[str] = Field(default_factory=lambda: list(SYNTH_METHODS), description="its manipulations")
+    manipulations: list[str] = Field(default_factory=lambda: list(SYNTH_MANIPULATIONS),
+                                     description="its manipulations")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return renamed_keys(data, OLD_SYNTH_KEYS, "corpus synth")
 
     def synth_config(self) -> SynthConfig:
         return SynthConfig(n_videos=self.videos, n_frames=self.frames, size=self.size, seed=self.seed,
-                           compression=self.compression, methods=tuple(self.methods))
+                           compression=self.compression, manipulations=tuple(self.manipulations))
 
     @model_validator(mode="after")
     def _valid(self) -> CorpusSynth:
@@ -160,16 +199,21 @@ class CorpusSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     root: Path | None = Field(None, description="corpus root; null = the synthetic FF++ of `synth`")
-    source: str = Field("ffpp", description="its layout: celebdf, dfdc, dfd, wilddeepfake, ffpp or folder")
-    options: dict[str, Any] = Field(default_factory=dict, description="source options, e.g. compression")
+    corpus: str = Field("ffpp", description="its layout: celebdf, dfdc, dfd, wilddeepfake, ffpp or folder")
+    options: dict[str, Any] = Field(default_factory=dict, description="corpus adapter options, e.g. compression")
     use: Literal["auto", "test", "all"] = Field(
         "auto", description="videos tested: its official test split (test), every video (all), or test where "
         "the corpus has one, else all (auto)")
-    limit: int | None = Field(None, ge=1, description="only the first N videos of each method")
-    fakes: list[str] | None = Field(None, description="the method names of its fakes (default: the adapter's, "
-                                    "or the `methods` option)")
+    limit: int | None = Field(None, ge=1, description="only the first N videos of each manipulation")
+    fakes: list[str] | None = Field(None, description="the manipulations of its fakes (default: the adapter's, "
+                                    "or the `manipulations` option)")
     synth: CorpusSynth = CorpusSynth()
     cache: Path | None = Field(None, description="folder of its crops (default: RUN/corpora/<name>/prepared)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return _old_corpus_keys(data, "corpus")
 
     @field_validator("root", "cache")
     @classmethod
@@ -177,28 +221,28 @@ class CorpusSettings(BaseModel):
         return None if path is None else path.expanduser().absolute()
 
     @model_validator(mode="after")
-    def _source_and_options(self) -> CorpusSettings:
-        if self.source not in SOURCES:
-            raise ValueError(f"unknown source {self.source!r}; known: {', '.join(SOURCES.names())}")
-        if self.root is None and self.source != "ffpp":
-            raise ValueError(f"a {self.source} corpus needs its root (only an ffpp corpus may be synthetic)")
+    def _corpus_and_options(self) -> CorpusSettings:
+        if self.corpus not in CORPORA:
+            raise ValueError(f"unknown corpus {self.corpus!r}; known: {', '.join(CORPORA.names())}")
+        if self.root is None and self.corpus != "ffpp":
+            raise ValueError(f"a {self.corpus} corpus needs its root (only an ffpp corpus may be synthetic)")
         try:
-            inspect.signature(SOURCES.get(self.source)).bind(Path("."), **self.options)
+            inspect.signature(CORPORA.get(self.corpus)).bind(Path("."), **self.options)
         except TypeError as e:
-            raise ValueError(f"invalid options for source {self.source!r}: {e}") from None
-        self.fake_methods()
+            raise ValueError(f"invalid options for corpus {self.corpus!r}: {e}") from None
+        self.fake_manipulations()
         return self
 
-    def fake_methods(self) -> list[str]:
-        """The ``method`` of its fakes: ``fakes``, else the adapter's fixed ones, else the ``methods`` option,
-        else (synthetic) the synthetic corpus's manipulations."""
-        found = (self.fakes or source_fake_methods(self.source) or self.options.get("methods")
-                 or (self.synth.methods if self.root is None else None))
+    def fake_manipulations(self) -> list[str]:
+        """The ``manipulation`` of its fakes: ``fakes``, else the adapter's fixed ones, else the
+        ``manipulations`` option, else (synthetic) the synthetic corpus's manipulations."""
+        found = (self.fakes or corpus_fake_manipulations(self.corpus) or self.options.get("manipulations")
+                 or (self.synth.manipulations if self.root is None else None))
         if not found:
-            raise ValueError(f"which methods are the {self.source} corpus's fakes? give `fakes: [...]` or the "
-                             "`methods` option")
+            raise ValueError(f"which manipulations are the {self.corpus} corpus's fakes? give `fakes: [...]` or "
+                             "the `manipulations` option")
         if REAL in found:
-            raise ValueError(f"fakes: {REAL!r} is the method of the real videos, not a fake one")
+            raise ValueError(f"fakes: {REAL!r} is the manipulation of the real videos, not a fake one")
         return list(dict.fromkeys(found))
 
 
@@ -232,8 +276,8 @@ class ExperimentConfig(BaseModel):
     @field_validator("tests", mode="before")
     @classmethod
     def _shorthand(cls, tests: Any) -> Any:
-        if isinstance(tests, Mapping):  # NAME: [sources]  ==  NAME: {split: test, sources: [...]}
-            return {k: {"sources": v} if isinstance(v, list) else v for k, v in tests.items()}
+        if isinstance(tests, Mapping):  # NAME: [...]  ==  NAME: {split: test, manipulations: [...]}
+            return {k: {"manipulations": v} if isinstance(v, list) else v for k, v in tests.items()}
         return tests
 
     @field_validator("split")
@@ -266,32 +310,33 @@ class ExperimentConfig(BaseModel):
         for test_name, test in self.tests.items():
             if test.split in self.corpora:  # another corpus's test set: checked by _corpus_tests
                 continue
-            missing = [s for s in test.sources if s not in spec.sources]
+            missing = [m for m in test.manipulations if m not in spec.manipulations]
             if missing:
-                raise ValueError(f"tests.{test_name}: sources {missing} are not in the split spec "
-                                 f"(it has {sorted(spec.sources)})")
+                raise ValueError(f"tests.{test_name}: manipulations {missing} are not in the split spec "
+                                 f"(it has {sorted(spec.manipulations)})")
         return self
 
     @model_validator(mode="after")
     def _corpus_tests(self) -> ExperimentConfig:
-        """Every corpus gets the test set of its name (split = its name, sources = real + its fakes)."""
+        """Every corpus gets the test set of its name (split = its name, manipulations = real + its fakes)."""
         tests = dict(self.tests)
         for name, corpus in self.corpora.items():
             if name in SPLITS or not re.fullmatch(r"[\w.-]+", name):
                 raise ValueError(f"corpora: {name!r} cannot name a corpus (letters, digits, '_', '.', '-'; not "
                                  f"{', '.join(SPLITS)})")
-            if name == self.data.source:
+            if name == self.data.corpus:
                 raise ValueError(f"corpora: {name!r} is the training corpus's name; call the other corpus "
                                  "something else")
-            sources = [REAL, *corpus.fake_methods()]
+            manipulations = [REAL, *corpus.fake_manipulations()]
             test = tests.get(name)
             if test is None:
-                tests[name] = TestSet(split=name, sources=sources)
+                tests[name] = TestSet(split=name, manipulations=manipulations)
             elif test.split != name:
                 raise ValueError(f"tests.{name}: corpus {name!r} is scored by the test set of its name, which "
                                  f"must read split {name!r}, not {test.split!r}")
-            elif unknown := [s for s in test.sources if s not in sources]:
-                raise ValueError(f"tests.{name}: sources {unknown} are not in corpus {name} (it has {sources})")
+            elif unknown := [m for m in test.manipulations if m not in manipulations]:
+                raise ValueError(f"tests.{name}: manipulations {unknown} are not in corpus {name} "
+                                 f"(it has {manipulations})")
         corpus_splits = {t.split for t in tests.values()} - set(SPLITS) - set(self.corpora)
         if corpus_splits:
             raise ValueError(f"tests read split(s) {sorted(corpus_splits)}, which are neither "
@@ -353,16 +398,16 @@ class ExperimentConfig(BaseModel):
 def with_corpora(config: ExperimentConfig, roots: Mapping[str, str | Path]) -> ExperimentConfig:
     """``config`` testing on exactly the corpora ``roots`` (name -> root), e.g. from ``--corpus``: a name the
     config has keeps its settings (options, use, ...) with the root replaced; any other name is read by the
-    source of that name. The config's other corpora (the synthetic stand-in) and their test sets go."""
+    corpus adapter of that name. The config's other corpora (the synthetic stand-in) and their test sets go."""
     data = config.to_dict()
     old = data.pop("corpora")
     data["tests"] = {k: t for k, t in data["tests"].items() if t["split"] not in old}
     corpora = {}
     for name, root in roots.items():
-        entry = old.get(name) or {"source": name}
-        if name not in old and name not in SOURCES:
-            raise CrossfakeError(f"--corpus {name}: no corpus of that name in {config.name} and no source "
-                                 f"{name!r} (sources: {', '.join(SOURCES.names())})")
+        entry = old.get(name) or {"corpus": name}
+        if name not in old and name not in CORPORA:
+            raise CrossfakeError(f"--corpus {name}: no corpus of that name in {config.name} and no corpus adapter "
+                                 f"{name!r} (adapters: {', '.join(CORPORA.names())})")
         corpora[name] = {**entry, "root": str(Path(root).expanduser().absolute())}
         if name in config.tests and config.tests[name].split == name:
             data["tests"][name] = config.tests[name].model_dump()

@@ -2,7 +2,7 @@
 
 Each corpus of ``ExperimentConfig.corpora`` is read by its adapter (or, without a root, synthesized into
 ``RUN/corpora/<name>/data`` as a second synthetic FF++ with its own seed and settings), reduced to the
-videos it tests on (``use``), renamed to the corpus's name (``dataset`` and so every ``video_id``: two
+videos it tests on (``use``), renamed to the corpus's name (``corpus`` and so every ``video_id``: two
 FF++-layout corpora never share an id), and cropped with the experiment's own ``prepare`` settings, so the
 detector sees the same crop spec on every corpus. Its crops join the split manifest with
 ``split = <corpus name>``: never train or val, and scored by the test set of that name.
@@ -17,10 +17,10 @@ from typing import Any
 
 import pandas as pd
 
+from crossfake.data.corpora import VideoRecord, get_corpus
+from crossfake.data.corpora.base import first_per_manipulation
 from crossfake.data.manifest import SPLIT_COLUMN, read_manifest, resolve_paths
 from crossfake.data.preprocess import prepare
-from crossfake.data.sources import VideoRecord, get_source
-from crossfake.data.sources.base import first_per_method
 from crossfake.data.synth import synthesize
 from crossfake.executors.base import Executor
 from crossfake.experiments.config import CorpusSettings, ExperimentConfig
@@ -39,7 +39,7 @@ def corpus_dir(run_dir: Path, name: str) -> Path:
 def corpus_records(
     name: str, corpus: CorpusSettings, run_dir: Path, progress: bool = False
 ) -> list[VideoRecord]:
-    """The videos corpus ``name`` tests on, named after it (``dataset = name``)."""
+    """The videos corpus ``name`` tests on, named after it (``corpus = name``)."""
     root, options = corpus.root, dict(corpus.options)
     if root is None:
         root = corpus_dir(run_dir, name) / "data"
@@ -50,31 +50,31 @@ def corpus_records(
         options.setdefault("compression", corpus.synth.compression)
     elif not root.is_dir():
         raise CrossfakeError(
-            f"corpus {name}: root {root} is not a folder (expected a {corpus.source} corpus)"
+            f"corpus {name}: root {root} is not a folder (expected a {corpus.corpus} corpus)"
         )
-    records = get_source(corpus.source, root, **options).records()
+    records = get_corpus(corpus.corpus, root, **options).records()
     tested = [r for r in records if r.official_split == "test"]
     if corpus.use == "test" and not tested:
         raise CrossfakeError(
-            f"corpus {name} ({corpus.source} at {root}) has no official test split; use: all "
+            f"corpus {name} ({corpus.corpus} at {root}) has no official test split; use: all "
             "tests on every video"
         )
     what = "every video"
     if corpus.use == "test" or (corpus.use == "auto" and tested):
         records, what = tested, "its official test split"
     if corpus.limit is not None:
-        records = first_per_method(records, corpus.limit)
-    fakes = set(corpus.fake_methods())
-    unexpected = sorted({r.method for r in records if r.label == 1} - fakes)
+        records = first_per_manipulation(records, corpus.limit)
+    fakes = set(corpus.fake_manipulations())
+    unexpected = sorted({r.manipulation for r in records if r.label == 1} - fakes)
     if unexpected:
         log.warning(
-            "corpus %s: fakes of method(s) %s are not scored (its test set takes %s)",
+            "corpus %s: fakes of manipulation(s) %s are not scored (its test set takes %s)",
             name,
             unexpected,
             sorted(fakes),
         )
     log.info("corpus %s: %d videos tested (%s)", name, len(records), what)
-    return [dataclasses.replace(r, dataset=name) for r in records]
+    return [dataclasses.replace(r, corpus=name) for r in records]
 
 
 def prepare_corpora(
@@ -98,7 +98,7 @@ def prepare_corpora(
         df = df.assign(path=resolve_paths(df), **{SPLIT_COLUMN: pd.array([name] * len(df), dtype="string")})
         frames.append(df)
         summary[name] = {
-            "source": corpus.source,
+            "corpus": corpus.corpus,
             "root": str(corpus.root) if corpus.root else "synthetic",
             "use": corpus.use,
             "tested": "official test split"

@@ -148,7 +148,7 @@ def run_robustness(
     levels: str | Sequence[int] | None = None,
     split: str | None = None,
     manifest: str | Path | None = None,
-    sources: str | Sequence[str] | None = None,
+    manipulations: str | Sequence[str] | None = None,
     seed: int = 0,
     bootstrap: int = 1000,
     options: ScoreOptions | None = None,
@@ -164,8 +164,8 @@ def run_robustness(
         split: the split scored (default ``test``; ``all``: every row; a manifest without a split column
             is scored whole).
         manifest: score this manifest instead of the run's own.
-        sources: keep only the rows of these sources (the manifest's ``method`` column: ``real`` and the
-            manipulations), e.g. ``"real,FaceSwap"``; None: every row of the split.
+        manipulations: keep only the rows of these manipulations (the manifest's ``manipulation`` column:
+            ``real`` and the fakes' manipulations), e.g. ``"real,FaceSwap"``; None: every row of the split.
         seed: seed of the random perturbations (BW, GNC) and of the bootstrap.
         bootstrap: bootstrap resamples of the CIs (0: none).
         options: scoring options.
@@ -186,7 +186,7 @@ def run_robustness(
     manifest_path = Path(manifest or info.config.data.manifest)
     if manifest_path.is_dir():
         manifest_path = manifest_path / "manifest.parquet"
-    rows, split = _select_rows(read_manifest(manifest_path), split, manifest_path, sources)
+    rows, split = _select_rows(read_manifest(manifest_path), split, manifest_path, manipulations)
     out = (Path(out) if out is not None else info.run_dir / "robustness").absolute()
     settings = _settings(info, options.weights, manifest_path, split, rows, seed, bootstrap)
     cells = study_cells(chosen, chosen_levels)
@@ -404,7 +404,7 @@ def compress_videos(
 
     folder = Path(folder).absolute()  # the rows' paths resolve against the manifest's folder otherwise
     crf = PERTURBATIONS["VC"].parameter(level)
-    sources = resolve_paths(rows).to_numpy()
+    originals = resolve_paths(rows).to_numpy()
     targets = np.array(
         [
             str(folder / _digest(v)[:16] / f"{_digest(s)[:24]}.png")
@@ -425,7 +425,7 @@ def compress_videos(
             if all(Path(t).is_file() for t in targets[idx]):
                 done += 1
             else:
-                frames = [load_crop(sources[i], sample_ids[i]) for i in idx]
+                frames = [load_crop(originals[i], sample_ids[i]) for i in idx]
                 for i, image in zip(idx, compress_clip(frames, crf), strict=True):
                     buffer = io.BytesIO()
                     image.save(buffer, format="PNG")
@@ -447,9 +447,9 @@ def _digest(text: str) -> str:
 
 
 def _select_rows(
-    manifest: pd.DataFrame, split: str | None, where: Path, sources: str | Sequence[str] | None = None
+    manifest: pd.DataFrame, split: str | None, where: Path, manipulations: str | Sequence[str] | None = None
 ) -> tuple[pd.DataFrame, str]:
-    """The rows of ``split`` (default test; ``all``: every row), of ``sources`` only if given, and the
+    """The rows of ``split`` (default test; ``all``: every row), of ``manipulations`` only if given, and the
     split's name."""
     if SPLIT_COLUMN not in manifest.columns:
         if split not in (None, ALL_ROWS):
@@ -468,17 +468,21 @@ def _select_rows(
         if rows.empty:
             found = sorted(map(str, manifest[SPLIT_COLUMN].dropna().unique()))
             raise CrossfakeError(f"{where} has no rows in split {split!r} (splits present: {found})")
-    if sources is not None:
-        wanted = [s.strip() for s in sources.split(",")] if isinstance(sources, str) else list(sources)
-        wanted = [s for s in wanted if s]
-        present = sorted(map(str, rows["method"].dropna().unique()))
-        unknown = [s for s in wanted if s not in present]
+    if manipulations is not None:
+        wanted = (
+            [m.strip() for m in manipulations.split(",")]
+            if isinstance(manipulations, str)
+            else list(manipulations)
+        )
+        wanted = [m for m in wanted if m]
+        present = sorted(map(str, rows["manipulation"].dropna().unique()))
+        unknown = [m for m in wanted if m not in present]
         if unknown or not wanted:
             raise CrossfakeError(
-                f"--sources {','.join(wanted) or '(none)'}: {', '.join(unknown) or 'no source given'}; split "
-                f"{split!r} of {where} holds {', '.join(present)}"
+                f"--manipulations {','.join(wanted) or '(none)'}: {', '.join(unknown) or 'no manipulation given'}; "
+                f"split {split!r} of {where} holds {', '.join(present)}"
             )
-        rows = rows.loc[rows["method"].isin(wanted).to_numpy()]
+        rows = rows.loc[rows["manipulation"].isin(wanted).to_numpy()]
     labels = set(pd.to_numeric(rows["label"], errors="coerce").dropna().astype(int))
     if labels != {0, 1}:
         raise CrossfakeError(
@@ -556,7 +560,7 @@ def _write_outputs(
     executor: Executor | None = None,
 ) -> None:
     table = result.table
-    method = info.record.get("method", "?")
+    method = info.record.method
     write_table_atomic(out / "robustness.csv", table)
     write_json_atomic(
         out / "robustness.json",
@@ -568,7 +572,9 @@ def _write_outputs(
                 "split": split,
                 "frames": len(rows),
                 "videos": int(rows["video_id"].nunique()),
-                "sources": {str(m): int(n) for m, n in rows["method"].value_counts(sort=False).items()},
+                "manipulations": {
+                    str(m): int(n) for m, n in rows["manipulation"].value_counts(sort=False).items()
+                },
                 "seed": seed,
                 "bootstrap": bootstrap,
                 "levels": list(levels),
@@ -607,7 +613,7 @@ def robustness_markdown(
     """The study's Markdown: clean AUCs, a frame and a video table (perturbation x level, mean), parameters."""
     from crossfake.evaluation.tables import format_number, format_with_ci, render
 
-    method = info.record.get("method", "?")
+    method = info.record.method
     labels = pd.to_numeric(rows["label"], errors="coerce")
     videos = rows.groupby("video_id")["label"].first()
     clean = table[table["perturbation"] == CLEAN].iloc[0]
@@ -618,8 +624,8 @@ def robustness_markdown(
         f"- crops: split `{split}` of `{manifest}`: {len(rows)} frames ({int((labels == 0).sum())} real, "
         f"{int((labels == 1).sum())} fake) of {len(videos)} videos ({int((videos == 0).sum())} real, "
         f"{int((videos == 1).sum())} fake)",
-        "- sources: "
-        + ", ".join(f"{m} ({n} frames)" for m, n in rows["method"].value_counts(sort=False).items()),
+        "- manipulations: "
+        + ", ".join(f"{m} ({n} frames)" for m, n in rows["manipulation"].value_counts(sort=False).items()),
         f"- perturbations: DeeperForensics-1.0 (Jiang et al., CVPR 2020), levels {', '.join(map(str, levels))}; "
         f"seed {seed}",
         f"- AUC [95% CI]: percentile bootstrap over videos ({bootstrap} resamples); video score = mean of its "

@@ -34,18 +34,23 @@ import pandas as pd
 import yaml
 
 from crossfake.data.audit import audit_split
+from crossfake.data.corpora import get_corpus
+from crossfake.data.corpora.base import first_per_manipulation
 from crossfake.data.manifest import SPLIT_COLUMN, read_manifest, write_manifest
 from crossfake.data.predictions import PredictionColumns
 from crossfake.data.preprocess import prepare
-from crossfake.data.sources import get_source
-from crossfake.data.sources.base import first_per_method
-from crossfake.data.splits import SplitMode, assign_splits, split_manifest
+from crossfake.data.splits import OLD_SPEC_KEYS, SplitMode, assign_splits, split_manifest
 from crossfake.data.synth import synthesize
 from crossfake.executors.base import Executor, LocalExecutor
-from crossfake.experiments.config import ExperimentConfig
+from crossfake.experiments.config import (
+    OLD_CORPUS_KEYS,
+    OLD_OPTION_KEYS,
+    OLD_SYNTH_KEYS,
+    ExperimentConfig,
+)
 from crossfake.experiments.corpora import append_corpus_rows, prepare_corpora
 from crossfake.reports import build_report
-from crossfake.runs.directory import read_run_info
+from crossfake.runs.directory import config_changes, read_run_info
 from crossfake.runs.experiment import (
     ERROR_FILE,
     EXPERIMENT_JSON,
@@ -116,6 +121,7 @@ def run_experiment(
     if unknown:
         raise CrossfakeError(f"--only names no method entry of {config.name}: {unknown} "
                              f"(entries: {', '.join(config.methods)})")
+    _check_method_dirs(config, run_dir, [n for n in config.methods if not only or n in only])
     experiment = _start(config, run_dir)
     experiment.executor = (executor or LocalExecutor()).describe()
     split_path = _data(config, run_dir, experiment, progress, executor)
@@ -164,7 +170,8 @@ def _start(config: ExperimentConfig, run_dir: Path) -> Experiment:
     if config_path.is_file():
         previous = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
         current = config.to_dict()
-        changed = [k for k in DATA_KEYS if previous.get(k, _DATA_DEFAULTS.get(k)) != current.get(k)]
+        changed = [k for k in DATA_KEYS
+                   if _today(k, previous.get(k, _DATA_DEFAULTS.get(k))) != _today(k, current.get(k))]
         if changed:
             raise CrossfakeError(
                 f"{run_dir} was run with other {', '.join(changed)} settings; its results would mix two "
@@ -190,6 +197,32 @@ def _start(config: ExperimentConfig, run_dir: Path) -> Experiment:
     return experiment
 
 
+def _renamed(section: Any, renames: dict[str, str]) -> Any:
+    return {renames.get(k, k): v for k, v in section.items()} if isinstance(section, dict) else section
+
+
+def _corpus_section(section: Any) -> Any:
+    """A ``data`` or corpus section under today's names (``source`` -> ``corpus``, and the old names in its
+    options and synthetic settings)."""
+    section = _renamed(section, OLD_CORPUS_KEYS)
+    if isinstance(section, dict):
+        inner = {"options": OLD_OPTION_KEYS, "synth": OLD_SYNTH_KEYS}
+        section = {k: _renamed(v, inner[k]) if k in inner else v for k, v in section.items()}
+    return section
+
+
+def _today(key: str, section: Any) -> Any:
+    """Data section ``key`` of an experiment.yaml as this version writes it: a run directory started before
+    the vocabulary rename (``source``, a split's ``sources``, ``methods``) resumes."""
+    if key == "data":
+        return _corpus_section(section)
+    if key == "corpora" and isinstance(section, dict):
+        return {name: _corpus_section(corpus) for name, corpus in section.items()}
+    if key == "split":
+        return _renamed(section, OLD_SPEC_KEYS)
+    return section
+
+
 def _data(config: ExperimentConfig, run_dir: Path, experiment: Experiment, progress: bool,
           executor: Executor | None = None) -> Path:
     """synth -> prepare -> split; returns the split manifest's path."""
@@ -200,11 +233,11 @@ def _data(config: ExperimentConfig, run_dir: Path, experiment: Experiment, progr
         log.info("no corpus root: writing the synthetic FF++ into %s", root)
         synthesize(root, data.synth.synth_config(), progress=progress)
     elif not root.is_dir():
-        raise CrossfakeError(f"data root {root} is not a folder (expected a corpus in the {data.source} layout)")
+        raise CrossfakeError(f"data root {root} is not a folder (expected a corpus in the {data.corpus} layout)")
     started = time.perf_counter()
-    records = get_source(data.source, root, **data.options).records()
+    records = get_corpus(data.corpus, root, **data.options).records()
     if data.limit is not None:
-        records = first_per_method(records, data.limit)
+        records = first_per_manipulation(records, data.limit)
     prepared = config.prepare.cache or run_dir / "prepared"
     summary = prepare(records, prepared, config.prepare.prepare_config(), progress=progress, executor=executor)
     if summary.manifest_rows == 0:
@@ -233,7 +266,7 @@ def _data(config: ExperimentConfig, run_dir: Path, experiment: Experiment, progr
 
 def _check_split(split: pd.DataFrame, config: ExperimentConfig, where: Path) -> None:
     """Every split a method trains or selects on, and every test set, has rows: fail before training."""
-    counts = split.groupby([SPLIT_COLUMN, "method"], observed=True).size()
+    counts = split.groupby([SPLIT_COLUMN, "manipulation"], observed=True).size()
     present = {s for s, _ in counts.index}
     needed: set[str] = set()
     for name in config.methods:
@@ -241,13 +274,13 @@ def _check_split(split: pd.DataFrame, config: ExperimentConfig, where: Path) -> 
         needed |= {data.train_split, data.val_split}
     problems = [f"no rows in split {s!r}" for s in sorted(needed - present)]
     for test_name, test in config.tests.items():
-        missing = [m for m in test.sources if (test.split, m) not in counts.index]
+        missing = [m for m in test.manipulations if (test.split, m) not in counts.index]
         if missing:
             problems.append(f"test set {test_name}: no {test.split!r} rows of {missing}")
     if problems:
         table = counts.unstack(fill_value=0).to_string() if len(counts) else "(no split rows)"
         raise CrossfakeError(
-            f"the split of {where} cannot run this experiment: {'; '.join(problems)}. Rows per split x source:\n"
+            f"the split of {where} cannot run this experiment: {'; '.join(problems)}. Rows per split x manipulation:\n"
             f"{table}\n(too few videos or identities for the split's shares? use more videos, e.g. "
             "--set data.synth.videos=40)"
         )
@@ -258,6 +291,28 @@ def _same_rows(old: pd.DataFrame, new: pd.DataFrame) -> bool:
     return len(old) == len(new) and old[keys].astype(str).reset_index(drop=True).equals(
         new[keys].astype(str).reset_index(drop=True)
     )
+
+
+def _check_method_dirs(config: ExperimentConfig, run_dir: Path, names: Sequence[str]) -> None:
+    """Refuse, before anything is written, to run entries whose folder holds a run trained with other
+    settings: the experiment's table would mix two configs (a finished entry would be retrained and fail)."""
+    problems = []
+    for name in names:
+        train_config = config.train_config(name, manifest=run_dir / SPLIT_FILE, out=run_dir / METHODS_DIR / name,
+                                           check_paths=False)
+        try:
+            changed = config_changes(train_config)
+        except CrossfakeError as e:
+            problems.append(f"{name} ({e})")
+            continue
+        if changed:
+            problems.append(f"{name} (changed: {', '.join(changed)})")
+    if problems:
+        raise CrossfakeError(
+            f"{run_dir}: method entries were trained with other settings than asked for now: {'; '.join(problems)}. "
+            f"Their results would mix two configs: choose a new output folder, or delete {METHODS_DIR}/<entry> "
+            "to train the entry afresh."
+        )
 
 
 def _run_method(config: ExperimentConfig, name: str, run_dir: Path, split_path: Path,
@@ -275,30 +330,29 @@ def _run_method(config: ExperimentConfig, name: str, run_dir: Path, split_path: 
     predictions: dict[str, Path] = {}
     for split_name in sorted({t.split for t in config.tests.values()}):
         sets = {k: t for k, t in config.tests.items() if t.split == split_name}
-        sources = sorted({s for t in sets.values() for s in t.sources})
+        manipulations = sorted({m for t in sets.values() for m in t.manipulations})
         rows = split.loc[(split[SPLIT_COLUMN] == split_name).fillna(False).to_numpy()
-                         & split["method"].isin(sources).to_numpy()]
+                         & split["manipulation"].isin(manipulations).to_numpy()]
         scored = score_run(loaded, rows, method_dir / f"predictions_{split_name}.parquet", progress=progress,
                            executor=executor)
         for test_name, test in sets.items():
             path = method_dir / f"predictions_{test_name}.parquet"
-            write_parquet_atomic(path, scored[scored["method"].isin(test.sources)].reset_index(drop=True))
+            write_parquet_atomic(path, scored[scored["manipulation"].isin(test.manipulations)].reset_index(drop=True))
             predictions[test_name] = path
     test_time = time.perf_counter() - started
 
     record = info.record
-    declared = record.get("prediction_columns")
     return MethodEntry(
         name=name,
         status=Status.done,
-        method=record["method"],
+        method=record.method,
         run_dir=method_dir,
-        parameters=record["parameters"],
-        wall_time_s={"train": record["wall_time_s"], "test": round(test_time, 3)},
+        parameters=record.parameters,
+        wall_time_s={"train": record.wall_time_s, "test": round(test_time, 3)},
         threshold=info.threshold,
-        threshold_rule=record.get("threshold_rule"),
+        threshold_rule=record.threshold_rule,
         val_auc=info.val_auc,
-        columns=PredictionColumns.from_dict(declared) if declared else PredictionColumns(),
+        columns=record.prediction_columns if record.prediction_columns is not None else PredictionColumns(),
         predictions=predictions,
     )
 

@@ -9,12 +9,12 @@ ranks cells by validation AUC (the selection a user may make) and shows the test
 **Leakage** (``crossfake leakage``): the same methods on the same data, split four ways (the *arms*),
 each run once per seed, so the table shows how much each kind of leakage flatters a detector:
 
-- ``frames-all``: the reports' leaky split. Frames of every video of every source, the test
+- ``frames-all``: the reports' leaky split. Frames of every video of every manipulation, the test
   manipulation's included, go at random to train, val and test: people, videos and the test
   manipulation itself are seen in training.
-- ``frames``: frames at random, each source by its own shares, so a test-only manipulation stays out of
-  training: people and videos leak, the manipulation does not.
-- ``videos``: each source's videos cut by its shares (``literal``, report 1's video-level split): no
+- ``frames``: frames at random, each manipulation by its own shares, so a test-only manipulation stays out
+  of training: people and videos leak, the manipulation does not.
+- ``videos``: each manipulation's videos cut by its shares (``literal``, report 1's video-level split): no
   video is on two sides, but the test fakes show people whose real videos train.
 - ``identity``: identity groups, each on one side (crossfake's default): the reference.
 
@@ -43,7 +43,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crossfake.data.audit import audit_test_set
-from crossfake.data.manifest import read_manifest
+from crossfake.data.manifest import read_manifest, upgrade
 from crossfake.data.splits import SplitMode, SplitSpec
 from crossfake.data.synth import synthesize
 from crossfake.evaluation.aggregate import ALL, evaluate_predictions
@@ -177,11 +177,11 @@ class LeakageArm(StrEnum):
 
 #: arm -> (how it splits the data, what its test set shares with training by construction)
 ARMS: dict[LeakageArm, tuple[str, str]] = {
-    LeakageArm.frames_all: ("frames of every video of every source at random, the test manipulation's "
+    LeakageArm.frames_all: ("frames of every video of every manipulation at random, the test manipulation's "
                             "included (the reports' leaky split)", "people, videos, the test manipulation"),
-    LeakageArm.frames: ("frames at random, each source by its own shares (the test manipulation only in "
-                        "test)", "people, videos"),
-    LeakageArm.videos: ("videos cut per source by its shares (`literal`: report 1's video-level split)",
+    LeakageArm.frames: ("frames at random, each manipulation by its own shares (the test manipulation only "
+                        "in test)", "people, videos"),
+    LeakageArm.videos: ("videos cut per manipulation by its shares (`literal`: report 1's video-level split)",
                         "people"),
     LeakageArm.identity: ("identity groups, each on one side (crossfake's default)", "nothing"),
 }
@@ -207,24 +207,25 @@ class LeakageConfig(StudyConfig):
             raise ValueError(f"seeds: distinct non-negative integers, got {self.seeds}")
         return self
 
-    def sources(self, base: ExperimentConfig | None = None) -> list[str]:
-        """The sources every arm splits: those that train or validate in the base split, and the test sets'."""
+    def manipulations(self, base: ExperimentConfig | None = None) -> list[str]:
+        """The manipulations every arm splits: those that train or validate in the base split, and the test
+        sets'."""
         base = base or self.base()
         spec = base.split_spec()
-        trained = [s for s, shares in spec.sources.items() if shares.train > 0 or shares.val > 0]
-        return list(dict.fromkeys([*trained, *(s for t in self.test_sets() for s in base.tests[t].sources)]))
+        trained = [m for m, shares in spec.manipulations.items() if shares.train > 0 or shares.val > 0]
+        return list(dict.fromkeys([*trained, *(m for t in self.test_sets() for m in base.tests[t].manipulations)]))
 
     def arm_spec(self, arm: LeakageArm, seed: int, base: ExperimentConfig | None = None) -> SplitSpec:
         """The base experiment's split spec as ``arm`` splits it, with ``seed``."""
         base = base or self.base()
-        spec, sources = base.split_spec(), self.sources(base)
+        spec, manipulations = base.split_spec(), self.manipulations(base)
         if arm == LeakageArm.frames_all:
-            return spec.pooled(sources).model_copy(update={"seed": seed})
+            return spec.pooled(manipulations).model_copy(update={"seed": seed})
         mode = {LeakageArm.frames: SplitMode.frame, LeakageArm.videos: SplitMode.literal,
                 LeakageArm.identity: SplitMode.identity}[arm]
         data = spec.model_dump(mode="json") | {
             "name": f"{spec.name}-{arm.value}", "mode": mode.value, "seed": seed,
-            "sources": {s: spec.sources[s].model_dump() for s in sources},
+            "manipulations": {m: spec.manipulations[m].model_dump() for m in manipulations},
         }
         return SplitSpec.parse(data, where=f"leakage {self.name}: the {arm.value} split of {spec.name}")
 
@@ -312,7 +313,7 @@ def run_leakage(config: LeakageConfig, run_dir: str | Path, *, progress: bool = 
     methods = {name: describe_entry(base, name) for name in config.entries()}
     write_table_atomic(run_dir / "leakage.csv", table)
     write_json_atomic(run_dir / "leakage.json", {
-        "study": config.model_dump(mode="json"), "methods": methods, "sources": config.sources(base),
+        "study": config.model_dump(mode="json"), "methods": methods, "manipulations": config.manipulations(base),
         "arms": {arm.value: {"split": ARMS[arm][0], "shared": ARMS[arm][1]} for arm in config.arms},
         "rows": _records(table), "summary": _records(summary),
     })
@@ -326,12 +327,12 @@ def _arm_rows(config: LeakageConfig, experiment: ExperimentConfig, result: Exper
     rows = []
     for test_name, name in itertools.product(config.test_sets(), config.entries()):
         test = experiment.tests[test_name]
-        audit = audit_test_set(split, test.sources, test=test.split)
+        audit = audit_test_set(split, test.manipulations, test=test.split)
         entry = result.entries.get(name)
         row: dict[str, Any] = {"test": test_name, "method": name, "arm": arm.value, "seed": seed,
                                "status": _status(entry), "error": entry.error if entry else None}
         if entry is not None and entry.status == Status.done:
-            preds = pd.read_parquet(entry.predictions[test_name])
+            preds = upgrade(pd.read_parquet(entry.predictions[test_name]))
             ev = evaluate_predictions(preds, threshold=entry.threshold, n_boot=experiment.bootstrap)
             row["val_auc"] = entry.val_auc
             for level, key in (("frame", "frame"), ("video_mean", "video")):
@@ -391,7 +392,7 @@ def study_table(result: ExperimentRun, test: str, cells: Mapping[str, Mapping[st
         row: dict[str, Any] = {"cell": name, **{k.rsplit(".", 1)[-1]: v for k, v in settings.items()}}
         row["status"] = _status(entry)
         if entry is not None and entry.status == Status.done:
-            preds = pd.read_parquet(entry.predictions[test])
+            preds = upgrade(pd.read_parquet(entry.predictions[test]))
             ev = evaluate_predictions(preds, threshold=entry.threshold, n_boot=0)
             row["val_auc"] = entry.val_auc
             for level, metric in TABLE_METRICS:
@@ -468,12 +469,12 @@ def leakage_markdown(config: LeakageConfig, base: ExperimentConfig, table: pd.Da
     from crossfake.evaluation.tables import render
 
     ref, several = config.reference.value, len(config.seeds) > 1
-    tests = ", ".join(f"**{t}** ({' + '.join(base.tests[t].sources)}, split `{base.tests[t].split}`)"
+    tests = ", ".join(f"**{t}** ({' + '.join(base.tests[t].manipulations)}, split `{base.tests[t].split}`)"
                       for t in config.test_sets())
     lines = [f"# Identity leakage: {config.name}", "",
              *([config.description.strip(), ""] if config.description else []),
-             f"Test set{'s' if len(config.test_sets()) > 1 else ''} {tests}; sources split: "
-             f"{', '.join(config.sources(base))}. Seed{'s' if several else ''} {', '.join(map(str, config.seeds))} "
+             f"Test set{'s' if len(config.test_sets()) > 1 else ''} {tests}; manipulations split: "
+             f"{', '.join(config.manipulations(base))}. Seed{'s' if several else ''} {', '.join(map(str, config.seeds))} "
              "(a seed sets the split and the training). Thresholds and checkpoints are chosen on each arm's "
              "validation rows.", "", *(f"- `{name}`: {text}" for name, text in methods.items()), "",
              render(["arm", "how the data is split", "shared with training"],
@@ -640,7 +641,7 @@ def cross_dataset_table(config: ExperimentConfig, result: ExperimentRun) -> pd.D
         row: dict[str, Any] = {"method": name, "test": test_name, "corpus": test.split in config.corpora,
                                "status": _status(entry), "error": entry.error if entry else None}
         if entry is not None and entry.status == Status.done and test_name in entry.predictions:
-            preds = pd.read_parquet(entry.predictions[test_name])
+            preds = upgrade(pd.read_parquet(entry.predictions[test_name]))
             ev = evaluate_predictions(preds, threshold=entry.threshold, n_boot=config.bootstrap)
             row |= _auc_columns(ev.results)
             row["videos"], row["frames"] = preds["video_id"].nunique(), len(preds)
@@ -685,17 +686,17 @@ def cross_dataset_markdown(config: ExperimentConfig, result: ExperimentRun, tabl
     in_domain = [t for t, test in config.tests.items() if test.split not in config.corpora]
     info = result.experiment.corpora
     spec = config.split_spec()
-    trained = [s for s, shares in spec.sources.items() if shares.train > 0]
+    trained = [m for m, shares in spec.manipulations.items() if shares.train > 0]
     lines = [f"# Cross-dataset: {config.name}", "", *([config.description.strip(), ""] if config.description else []),
-             f"Trained on {config.data.source} ({' + '.join(trained)}, split `{spec.name}`); tested in-domain on "
+             f"Trained on {config.data.corpus} ({' + '.join(trained)}, split `{spec.name}`); tested in-domain on "
              f"{', '.join(in_domain) or 'nothing'} and on {len(corpora)} other corpor{'a' if len(corpora) > 1 else 'us'}, "
              "each cropped with the same settings and never trained on:", ""]
     for name in corpora:
         c, what = config.corpora[name], info.get(name, {})
         where = f"`{c.root}`" if c.root else (f"synthetic FF++ (seed {c.synth.seed}, {c.synth.compression}, "
-                                               f"{c.synth.size} px, {', '.join(c.synth.methods)})")
+                                               f"{c.synth.size} px, {', '.join(c.synth.manipulations)})")
         use = what.get("tested", {"test": "official test split", "all": "every video"}.get(c.use, "?"))
-        lines.append(f"- **{name}**: {c.source}, {where}; {use}: {what.get('videos', '?')} videos, "
+        lines.append(f"- **{name}**: {c.corpus}, {where}; {use}: {what.get('videos', '?')} videos, "
                      f"{what.get('frames', '?')} frames")
     averages = cross_dataset_average(config, table).set_index("method")
     header = ["method", *(f"{t} (in-domain)" for t in in_domain), *corpora, "avg"]

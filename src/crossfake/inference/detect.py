@@ -74,9 +74,9 @@ THUMBNAIL = 128  # side of the face thumbnails kept for the web page
 
 @dataclass
 class FaceScore:
-    """One face in one frame: its track, box (frame pixels, smoothed), detector confidence and p(fake).
+    """One face in one frame: its track, box (frame pixels, smoothed), face detector confidence and p(fake).
 
-    ``det_score`` is NaN where the track's box was interpolated across a frame the detector missed.
+    ``det_score`` is NaN where the track's box was interpolated across a frame the face detector missed.
     """
 
     box: tuple[float, float, float, float]
@@ -94,7 +94,7 @@ class FrameResult:
     index: int
     time: float
     faces: list[FaceScore] = field(default_factory=list)
-    faces_found: int = 0  # faces the detector found, dropped one-frame detections included
+    faces_found: int = 0  # faces the face detector found, dropped one-frame detections included
 
     @property
     def score(self) -> float | None:
@@ -107,7 +107,7 @@ class TrackResult:
 
     id: int
     frames: int  # sampled frames with a face of this track (interpolated ones included)
-    detected: int  # of those, frames in which the detector found it
+    detected: int  # of those, frames in which the face detector found it
     start: float  # seconds
     end: float
     score: float
@@ -138,7 +138,7 @@ class DetectionResult:
     frames: list[FrameResult]
     tracks: list[TrackResult]
     threshold: float
-    threshold_source: str
+    threshold_origin: str
     score: float | None
     verdict: str  # FAKE, REAL or NO_FACE
     notes: list[str] = field(default_factory=list)
@@ -195,7 +195,7 @@ class DetectionResult:
         cmp = ">=" if self.verdict == FAKE else "<"
         return (
             f"{self.verdict.upper()}: score {self.score:.3f} {cmp} threshold {self.threshold:.3f} "
-            f"({self.threshold_source})"
+            f"({self.threshold_origin})"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -216,7 +216,7 @@ class DetectionResult:
             "verdict": self.verdict,
             "score": self.score,
             "threshold": self.threshold,
-            "threshold_source": self.threshold_source,
+            "threshold_origin": self.threshold_origin,
             "rule": AGGREGATION_RULE,
             "message": self.message(),
             "width": self.width,
@@ -243,8 +243,8 @@ def crop_spec_for_run(info: RunInfo) -> tuple[CropSpec, str]:
     A run records it in ``run.json`` (``crop``); runs written before crossfake 0.2 did not, and their spec
     is read from the ``prepare.json`` of their manifest. Without either, ``crossfake prepare``'s defaults.
     """
-    if info.record.get("crop"):
-        return CropSpec(**info.record["crop"]), f"the run ({info.run_dir / 'run.json'})"
+    if info.record.crop:
+        return CropSpec(**info.record.crop), f"the run ({info.run_dir / 'run.json'})"
     found = crop_spec_of_manifest(info.config.data.manifest)
     if found is not None:
         return found[0], str(found[1])
@@ -264,8 +264,8 @@ class DetectPipeline:
         info: its run's :class:`RunInfo` (for the threshold and the descriptions).
         crop: the crop specification of the run's training crops; every track of a file is cropped with
             it (its ``faces`` setting is replaced by ``all``: every person in a video is judged).
-        crop_source: where ``crop`` came from, for the record.
-        threshold: decision threshold; None: the run's validation threshold (0.5 if it records none).
+        crop_origin: where ``crop`` came from, for the record.
+        threshold: decision threshold; None: the run's validation threshold.
         sampling: which frames of a video to score.
         max_faces: tracks (people) scored per file, most persistent first.
         batch_size: crops per model call.
@@ -277,7 +277,7 @@ class DetectPipeline:
         detector: Detector,
         info: RunInfo,
         crop: CropSpec,
-        crop_source: str = "",
+        crop_origin: str = "",
         *,
         threshold: float | None = None,
         sampling: FrameSampling | None = None,
@@ -292,15 +292,13 @@ class DetectPipeline:
         self.detector = detector.eval()
         self.info = info
         self.crop = crop
-        self.crop_source = crop_source
+        self.crop_origin = crop_origin
         self.cropper = FaceCropper.every_track(crop)
         if threshold is not None:
-            self.threshold, self.threshold_source = float(threshold), "--threshold"
-        elif info.record.get("threshold") is not None:
-            source = info.record.get("threshold_name") or "the run's validation threshold"
-            self.threshold, self.threshold_source = info.threshold, source
+            self.threshold, self.threshold_origin = float(threshold), "--threshold"
         else:
-            self.threshold, self.threshold_source = 0.5, "0.5: the run records no validation threshold"
+            self.threshold = info.threshold
+            self.threshold_origin = info.record.threshold_name or "the run's validation threshold"
         self.sampling = sampling or FrameSampling()
         self.max_faces = max_faces
         self.batch_size = batch_size
@@ -326,25 +324,25 @@ class DetectPipeline:
         resolve_device(device)  # no CUDA for --device cuda: said before anything is read
         info = read_run_info(run_dir)  # checks the format before a backbone is loaded
         if crop_config is not None:
-            crop, source = read_prepare_config(crop_config).crop, str(crop_config)
+            crop, origin = read_prepare_config(crop_config).crop, str(crop_config)
         else:
-            crop, source = crop_spec_for_run(info)
+            crop, origin = crop_spec_for_run(info)
         loaded = load_for_scoring(info.run_dir, weights=weights, device=device)
         batch_size = batch_size or loaded.info.config.eval_batch_size
-        return cls(loaded.detector, loaded.info, crop, source, batch_size=batch_size, **options)
+        return cls(loaded.detector, loaded.info, crop, origin, batch_size=batch_size, **options)
 
     def describe(self) -> dict[str, Any]:
         """The model and settings, for the summary and the web page."""
         return {
             "run_dir": str(self.info.run_dir),
-            "method": self.info.record.get("method", self.detector.config.method),
+            "method": self.info.record.method,
             "backbone": self.detector.config.backbone,
-            "val_auc": self.info.record.get("best_val_auc"),
+            "val_auc": self.info.record.best_val_auc,
             "threshold": self.threshold,
-            "threshold_source": self.threshold_source,
+            "threshold_origin": self.threshold_origin,
             "face_detector": self.crop.face_detector,
             "crop": self.crop.model_dump(mode="json", exclude={"face_detector_options", "faces"}),
-            "crop_settings_from": self.crop_source,
+            "crop_settings_from": self.crop_origin,
             "sampling": self.sampling.describe(),
             "max_frames": self.sampling.max_frames,
             "max_faces": self.max_faces,
@@ -377,7 +375,7 @@ class DetectPipeline:
             frames=[],
             tracks=[],
             threshold=self.threshold,
-            threshold_source=self.threshold_source,
+            threshold_origin=self.threshold_origin,
             score=None,
             verdict=NO_FACE,
             notes=list(media.notes),

@@ -1,7 +1,7 @@
 """Where the faces are: boxes, five landmarks and tracks of every sampled frame, for ``crossfake faces``.
 
 The tool a user reaches for when ``crossfake prepare`` misses a face or keeps the wrong one: it runs the
-same :class:`~crossfake.data.preprocess.faces.FaceCropper` (detector, tracking) on images and videos and
+same :class:`~crossfake.data.preprocess.faces.FaceCropper` (face detector, tracking) on images and videos and
 reports *every* detection, marking the ones on a track (``track`` 0 is the subject ``prepare`` crops by
 default) and the one-frame detections that tracking drops. :func:`contact_sheet` draws them.
 """

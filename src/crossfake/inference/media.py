@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from crossfake.data.corpora.base import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from crossfake.data.preprocess.video import (
     Sampling,
     VideoReadError,
@@ -32,7 +33,6 @@ from crossfake.data.preprocess.video import (
     read_image,
     sample_indices,
 )
-from crossfake.data.sources.base import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from crossfake.utils.errors import CrossfakeError
 
 IMAGE = "image"

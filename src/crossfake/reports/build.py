@@ -38,6 +38,7 @@ from crossfake.reports.document import (
     to_markdown,
 )
 from crossfake.runs.experiment import EXPERIMENT_JSON, REPORT_DIR, load_experiment
+from crossfake.runs.record import RUN_FILE, RunRecord
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import write_json_atomic, write_table_atomic, write_text_atomic
 from crossfake.utils.logging import get_logger
@@ -120,7 +121,7 @@ def copy_training_figures(data: ReportData, root: Path) -> dict[str, str]:
     copied: dict[str, str] = {}
     for entry in data.experiment.methods.values():
         record = _read_run_record(entry.run_dir)
-        name = ((record or {}).get("pseudo_fakes") or {}).get("examples")
+        name = ((record.pseudo_fakes if record else None) or {}).get("examples")
         if not name or not (entry.run_dir / name).is_file():
             continue
         rel = f"{FIGURES}/pseudo_fakes__{file_slug(entry.name)}.png"
@@ -130,10 +131,14 @@ def copy_training_figures(data: ReportData, root: Path) -> dict[str, str]:
     return copied
 
 
-def _read_run_record(run_dir: Path | None) -> dict[str, Any] | None:
+def _read_run_record(run_dir: Path | None) -> RunRecord | None:
+    """The entry's ``run.json``; None when it has none or it cannot be read (the report shows what it can)."""
+    if run_dir is None:
+        return None
+    path = run_dir / RUN_FILE
     try:
-        return json.loads((run_dir / "run.json").read_text(encoding="utf-8")) if run_dir else None
-    except (OSError, ValueError):
+        return RunRecord.from_json(json.loads(path.read_text(encoding="utf-8")), path)
+    except (OSError, ValueError, CrossfakeError):
         return None
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crossfake.data.manifest import REAL, SPLIT_COLUMN, SPLITS
+from crossfake.data.manifest import REAL, SPLIT_COLUMN, SPLITS, upgrade
 from crossfake.data.predictions import PredictionColumns
 from crossfake.evaluation.aggregate import RESULT_COLUMNS as EVAL_COLUMNS
 from crossfake.evaluation.aggregate import Evaluation, evaluate_predictions, parse_labels
@@ -47,12 +47,13 @@ INFO_KEYS: tuple[str, ...] = ("n_boot", "confidence", "seed", "bootstrap", "subg
 
 def read_predictions(path: Path, run_dir: Path | None = None) -> pd.DataFrame:
     """A predictions Parquet file, or a CrossfakeError naming the file (relative to ``run_dir`` if given)
-    and why it cannot be used."""
+    and why it cannot be used. A file written before today's column names (``dataset``, ``method``) is read
+    under them (``corpus``, ``manipulation``)."""
     name = path if run_dir is None else relative_name(path, run_dir)
     if not path.is_file():
         raise CrossfakeError(f"predictions file missing: expected {name}")
     try:
-        df = pd.read_parquet(path)
+        df = upgrade(pd.read_parquet(path))
     except Exception as e:  # pyarrow raises several types for a damaged file
         raise CrossfakeError(f"cannot read predictions {name}: {e}") from None
     missing = [c for c in ("video_id", "label", "score") if c not in df.columns]
@@ -69,7 +70,7 @@ class Summary:
         name, description: the experiment's.
         test_sets: test set names, in the experiment's order.
         methods: entry name -> JSON-ready record (status, error, method, parameters, wall_time_s,
-            threshold used and its source, val_auc, issues, predictions).
+            threshold used and its origin, val_auc, issues, predictions).
         results: tidy metrics, columns :data:`RESULT_COLUMNS`.
         provenance: the experiment's (versions, git state, command line, time).
         run_dir: the experiment run directory, when known.
@@ -93,9 +94,10 @@ class Summary:
         for col in ("threshold_value", "value", "ci_low", "ci_high"):
             results[col] = results[col].astype(float)
         experiment = d["experiment"]
+        methods = {name: _upgraded_record(record) for name, record in d["methods"].items()}
         seen = {r["test_set"]: r["seen"] for r in d.get("test_sets") or [] if r.get("seen")}
         return cls(experiment["name"], experiment.get("description", ""), list(experiment["test_sets"]),
-                   d["methods"], results, experiment.get("provenance") or {}, run_dir, seen)
+                   methods, results, experiment.get("provenance") or {}, run_dir, seen)
 
 
 @dataclass
@@ -106,9 +108,9 @@ class ReportData:
         experiment: the parsed run directory.
         summary: tidy results and method records (see :class:`Summary`).
         evaluations: (test set, method) -> its evaluation at the validation threshold (for the ROC curves).
-        split_table: videos, frames and identities per source x split; None without a split manifest.
+        split_table: videos, frames and identities per manipulation x split; None without a split manifest.
         split_notes: what the split audit found, or why there is no split table.
-        test_set_table: per test set, its split, sources and real/fake videos and frames.
+        test_set_table: per test set, its split, manipulations and real/fake videos and frames.
         examples: (test set, method) -> a few rows with a VLM explanation (see :class:`Examples`).
         inputs: every file read, with its size in rows and sha256 (rebuilding from the same inputs gives
             the same report).
@@ -146,11 +148,11 @@ def _val_threshold(entry: MethodEntry, run_dir: Path) -> tuple[float | None, str
 
 
 def _group_col(df: pd.DataFrame) -> str | None:
-    """``method`` when the fakes come from several manipulations (each is then evaluated alone)."""
-    if "method" not in df.columns:
+    """``manipulation`` when the fakes come from several manipulations (each is then evaluated alone)."""
+    if "manipulation" not in df.columns:
         return None
-    fakes = df.loc[parse_labels(df["label"]) == 1, "method"]
-    return "method" if fakes.nunique() > 1 else None
+    fakes = df.loc[parse_labels(df["label"]) == 1, "manipulation"]
+    return "manipulation" if fakes.nunique() > 1 else None
 
 
 def evaluate_at(
@@ -208,9 +210,9 @@ def _examples(df: pd.DataFrame, threshold: float, declared: PredictionColumns) -
 
 
 def split_table(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Videos, frames and identity groups per source x split, long format, real first.
+    """Videos, frames and identity groups per manipulation x split, long format, real first.
 
-    The last source, ``total``, counts all rows. Columns: ``source``, ``split`` (train/val/test, others,
+    The last manipulation, ``total``, counts all rows. Columns: ``manipulation``, ``split`` (train/val/test, others,
     then ``none`` for unassigned rows), ``videos``, ``frames``, ``identities`` (distinct ``identity_group``;
     NaN without that column).
     """
@@ -222,34 +224,37 @@ def split_table(manifest: pd.DataFrame) -> pd.DataFrame:
     if "identity_group" in df.columns:
         aggs["identities"] = ("identity_group", "nunique")
     # The total is counted on all rows, not summed: an identity group spans a real video and its fakes.
-    counts = pd.concat([df.groupby(["method", SPLIT_COLUMN]).agg(**aggs),
-                        df.assign(method=TOTAL).groupby(["method", SPLIT_COLUMN]).agg(**aggs)])
-    sources = [*sorted(df["method"].unique(), key=lambda m: (m != REAL, m)), TOTAL]
-    index = pd.MultiIndex.from_product([sources, splits], names=["source", "split"])
+    counts = pd.concat([df.groupby(["manipulation", SPLIT_COLUMN]).agg(**aggs),
+                        df.assign(manipulation=TOTAL).groupby(["manipulation", SPLIT_COLUMN]).agg(**aggs)])
+    manipulations = [*sorted(df["manipulation"].unique(), key=lambda m: (m != REAL, m)), TOTAL]
+    index = pd.MultiIndex.from_product([manipulations, splits], names=["manipulation", "split"])
     table = counts.reindex(index, fill_value=0).reset_index()
     if "identities" not in table.columns:
         table["identities"] = np.nan
-    return table[["source", "split", "videos", "frames", "identities"]]
+    return table[["manipulation", "split", "videos", "frames", "identities"]]
 
 
 def summarise_test_sets(manifest: pd.DataFrame, test_sets: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """Per test set: its split, sources, real and fake videos and frames, and whether its manipulations
-    were trained on (``seen`` / ``unseen`` / ``partly``: the fake sources with rows in the train split)."""
+    """Per test set: its split, manipulations, real and fake videos and frames, and whether its fakes'
+    manipulations were trained on (``seen`` / ``unseen`` / ``partly``: those with fake rows in the train split).
+
+    ``test_sets``: name -> ``{"split": ..., "manipulations": [...]}`` (as the experiment record holds them).
+    """
     train = manifest.loc[(manifest[SPLIT_COLUMN] == "train").fillna(False).to_numpy()]
-    trained_on = set(train.loc[parse_labels(train["label"]) == 1, "method"]) if len(train) else set()
+    trained_on = set(train.loc[parse_labels(train["label"]) == 1, "manipulation"]) if len(train) else set()
     rows = []
     for name, spec in test_sets.items():
-        split, sources = spec.get("split", "test"), spec.get("sources")
+        split, chosen = spec.get("split", "test"), spec.get("manipulations")
         part = manifest.loc[(manifest[SPLIT_COLUMN] == split).fillna(False).to_numpy()]
-        if sources:
-            part = part.loc[part["method"].isin(sources)]
+        if chosen:
+            part = part.loc[part["manipulation"].isin(chosen)]
         labels = parse_labels(part["label"]) if len(part) else np.zeros(0, dtype=np.int8)
         real, fake = part.loc[labels == 0], part.loc[labels == 1]
-        manipulations = set(fake["method"])
+        manipulations = set(fake["manipulation"])
         trained = manipulations & trained_on
         rows.append({
             "test_set": name, "split": split,
-            "sources": ", ".join(sources or sorted(part["method"].unique())),
+            "manipulations": ", ".join(chosen or sorted(part["manipulation"].unique())),
             "real_videos": real["video_id"].nunique(), "real_frames": len(real),
             "fake_videos": fake["video_id"].nunique(), "fake_frames": len(fake),
             "seen": NO_FAKES if not manipulations else SEEN if trained == manipulations else PARTLY if trained
@@ -266,13 +271,13 @@ def _split_section(data: ReportData) -> None:
                                 "the split table is missing")
         return
     try:
-        manifest = pd.read_parquet(path)
+        manifest = upgrade(pd.read_parquet(path))
     except Exception as e:  # pyarrow raises several types for a damaged file
         name = relative_name(path, data.experiment.run_dir)
         data.split_notes.append(f"cannot read the split manifest {name}: {e}")
         return
     data.inputs.append(_input(data.experiment.run_dir, path, len(manifest)))
-    missing = [c for c in ("video_id", "method", "label", SPLIT_COLUMN) if c not in manifest.columns]
+    missing = [c for c in ("video_id", "manipulation", "label", SPLIT_COLUMN) if c not in manifest.columns]
     if missing:
         data.split_notes.append(f"the split manifest lacks column(s) {missing}: no split table")
         return
@@ -295,18 +300,26 @@ def _split_section(data: ReportData) -> None:
         data.split_notes.append("identity audit: no person, identity group or video is shared between splits")
     for r in audit.test_seen_in_train.itertuples():
         if r.seen:
-            data.split_notes.append(f"{r.seen} of {r.videos} {r.method} test videos show a person seen in training")
+            data.split_notes.append(
+                f"{r.seen} of {r.videos} {r.manipulation} test videos show a person seen in training")
+
+
+def _upgraded_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A method record of a ``metrics.json`` written before ``threshold_source`` became ``threshold_origin``."""
+    if "threshold_source" in record and "threshold_origin" not in record:
+        record = {("threshold_origin" if k == "threshold_source" else k): v for k, v in record.items()}
+    return record
 
 
 def _input(run_dir: Path, path: Path, rows: int | None) -> dict[str, Any]:
     return {"file": relative_name(path, run_dir), "rows": rows, "sha256": file_sha256(path)}
 
 
-def _method_record(entry: MethodEntry, threshold: float | None, source: str, run_dir: Path) -> dict[str, Any]:
+def _method_record(entry: MethodEntry, threshold: float | None, origin: str, run_dir: Path) -> dict[str, Any]:
     return {
         "status": str(entry.status), "error": entry.error, "method": entry.method,
         "parameters": entry.parameters, "wall_time_s": entry.wall_time_s,
-        "threshold": threshold, "threshold_source": source, "threshold_rule": entry.threshold_rule,
+        "threshold": threshold, "threshold_origin": origin, "threshold_rule": entry.threshold_rule,
         "val_auc": entry.val_auc, "issues": entry.issues,
         "predictions": {t: relative_name(p, run_dir) for t, p in entry.predictions.items()},
     }
@@ -320,7 +333,7 @@ def _evaluate_method(data: ReportData, entry: MethodEntry, n_boot: int, seed: in
     """
     run_dir = data.experiment.run_dir
     done = entry.status == Status.done
-    threshold, source, val_path = _val_threshold(entry, run_dir) if done else (None, "none", None)
+    threshold, origin, val_path = _val_threshold(entry, run_dir) if done else (None, "none", None)
     if val_path is not None:
         data.inputs.append(_input(run_dir, val_path, None))
     thresholds = {HALF: 0.5} if threshold is None else {VAL: threshold, HALF: 0.5}
@@ -347,7 +360,7 @@ def _evaluate_method(data: ReportData, entry: MethodEntry, n_boot: int, seed: in
         examples = _examples(df, thresholds[first], entry.columns)
         if examples is not None:
             data.examples[(test_set, entry.name)] = examples
-    record = _method_record(entry, threshold, source, run_dir)
+    record = _method_record(entry, threshold, origin, run_dir)
     if done and not frames:
         record["status"] = "missing"
     data.summary.methods[entry.name] = record

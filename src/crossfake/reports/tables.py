@@ -173,7 +173,7 @@ def detail_tables(summary: Summary, test_set: str, digits: int = 3) -> list[Tabl
 def methods_table(summary: Summary, digits: int = 3) -> Table:
     """Per method: class, status, parameters, run times, validation AUC and the threshold used."""
     header = ["method", "class", "status", "trainable", "total", "share", "train time", "test time",
-              "val AUC", "threshold (source)"]
+              "val AUC", "threshold (origin)"]
     rows = []
     for method, r in summary.methods.items():
         params, times = r.get("parameters") or {}, r.get("wall_time_s") or {}
@@ -184,7 +184,7 @@ def methods_table(summary: Summary, digits: int = 3) -> Table:
             format_percent(params.get("trainable_percent")),
             format_duration(times.get("train")), format_duration(times.get("test")),
             format_number(r.get("val_auc"), digits),
-            MISSING if threshold is None else f"{threshold:.{digits}f} ({r.get('threshold_source')})",
+            MISSING if threshold is None else f"{threshold:.{digits}f} ({r.get('threshold_origin')})",
         ])
     return Table("Methods", header, rows, "lll" + "r" * (len(header) - 3))
 
@@ -202,23 +202,24 @@ def issues_table(summary: Summary) -> Table | None:
 
 
 def split_counts_table(table: pd.DataFrame) -> Table:
-    """Source x split (as :func:`crossfake.reports.collect.split_table`), cells ``videos / frames / identities``."""
+    """Manipulation x split (as :func:`crossfake.reports.collect.split_table`), cells
+    ``videos / frames / identities``."""
     splits = list(dict.fromkeys(table["split"]))
     rows = []
-    for source, part in table.groupby("source", sort=False):
+    for manipulation, part in table.groupby("manipulation", sort=False):
         by_split = {r.split: f"{format_count(r.videos)} / {format_count(r.frames)} / {format_count(r.identities)}"
                     for r in part.itertuples()}
-        rows.append([str(source), *(by_split[s] for s in splits)])
-    return Table("Split: videos / frames / identity groups per source × split", ["source", *splits], rows,
-                 "l" + "r" * len(splits))
+        rows.append([str(manipulation), *(by_split[s] for s in splits)])
+    return Table("Split: videos / frames / identity groups per manipulation × split", ["manipulation", *splits],
+                 rows, "l" + "r" * len(splits))
 
 
 def test_sets_table(table: pd.DataFrame) -> Table:
-    """Per test set: its split, its sources, its real and fake videos and frames, and whether its
+    """Per test set: its split, its manipulations, its real and fake videos and frames, and whether its
     manipulations were trained on."""
-    header = ["test set", "split", "sources", "real videos", "real frames", "fake videos", "fake frames",
+    header = ["test set", "split", "manipulations", "real videos", "real frames", "fake videos", "fake frames",
               "in training"]
-    rows = [[r.test_set, str(r.split), r.sources, format_count(r.real_videos), format_count(r.real_frames),
+    rows = [[r.test_set, str(r.split), r.manipulations, format_count(r.real_videos), format_count(r.real_frames),
              format_count(r.fake_videos), format_count(r.fake_frames), r.seen]
             for r in table.itertuples()]
     return Table("Test sets", header, rows, "lll" + "r" * 4 + "l")

@@ -7,6 +7,8 @@ experiment runner). It sits below both, so reading a run never imports the train
 - :class:`TrainConfig` (``config.py``): the YAML config, validated at parse time;
 - ``directory.py``: the run directory's files, :func:`read_run_info` and :func:`load_run` (a run back to a
   detector), and the checkpoints the trainer writes and resumes from;
+- ``record.py``: ``run.json``, the record of a finished run (:class:`RunRecord`), which the trainer writes
+  and every reader reads typed;
 - ``experiment.py``: the experiment run directory's record, ``experiment.json`` (:class:`Experiment` of
   :class:`MethodEntry`, each with a :class:`Status`), which ``crossfake run`` writes and the reports read.
 """
@@ -14,6 +16,7 @@ experiment runner). It sits below both, so reading a run never imports the train
 from crossfake.runs.config import TrainConfig, resolve_config_path, shipped_configs
 from crossfake.runs.directory import BEST_DIR, LAST_DIR, RunInfo, load_run, read_run_info
 from crossfake.runs.experiment import Experiment, MethodEntry, Status, load_experiment, write_experiment
+from crossfake.runs.record import RunRecord
 
 __all__ = [
     "BEST_DIR",
@@ -21,6 +24,7 @@ __all__ = [
     "Experiment",
     "MethodEntry",
     "RunInfo",
+    "RunRecord",
     "Status",
     "TrainConfig",
     "load_experiment",

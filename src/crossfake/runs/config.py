@@ -53,6 +53,7 @@ RUN_CONTROL_KEYS: frozenset[str] = frozenset(
         "train.device",
         "train.cache_dir",
         "train.eval_batch_size",
+        "train.wait_hours",
     }
 )
 
@@ -97,7 +98,7 @@ class DataConfig(BaseModel):
     train_split: str = Field("train", min_length=1, description="split value of the training rows")
     val_split: str = Field("val", min_length=1, description="split value of the validation rows")
     train_fraction: float = Field(
-        1.0, gt=0, le=1, description="keep this fraction of the training *videos* of each method (seeded)"
+        1.0, gt=0, le=1, description="keep this fraction of the training *videos* of each manipulation (seeded)"
     )
     max_frames_per_video: int | None = Field(
         None, ge=1, description="keep at most this many evenly spaced frames per video (train and val)"
@@ -146,6 +147,10 @@ class TrainOptions(BaseModel):
     log_every: int = Field(20, ge=1, description="log the running loss every N optimizer steps")
     num_workers: int | None = Field(None, ge=0, description="data-loading processes; null = CPUs - 1, at most 4 on the CPU, 32 on a GPU")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available")
+    wait_hours: float = Field(
+        6.0, gt=0, le=720, description="distributed runs: how long a process waits for the others before it gives up "
+        "(the main one scores the validation set alone at the end; torch's default is 10 min with NCCL)"
+    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 autocast on a CUDA device that supports it, fp32 otherwise"
     )
@@ -161,7 +166,7 @@ class TrainConfig(BaseModel):
     """A whole training run: the method, the data, the optimisation and the run directory.
 
     Build one with :meth:`from_yaml` (a file plus ``key=value`` overrides) or :meth:`parse` (a mapping);
-    both raise :class:`CrossfakeError` naming the source and the offending key.
+    both raise :class:`CrossfakeError` naming the file (or where the mapping came from) and the offending key.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -225,7 +230,7 @@ class TrainConfig(BaseModel):
 
         Args:
             data: the configuration mapping.
-            where: how errors name the source, e.g. the file path.
+            where: how errors name where ``data`` came from, e.g. the file path.
             overrides: dotted ``key=value`` strings; values are YAML scalars (``2``, ``1e-4``, ``null``).
             check_paths: check that the manifest exists (off when re-reading a finished run's config).
 

@@ -32,13 +32,11 @@ from safetensors.torch import load_file, save_file
 
 from crossfake.methods import Detector, create_detector
 from crossfake.runs.config import TrainConfig
+from crossfake.runs.record import RUN_FILE, RUN_FORMAT, RunRecord, check_format
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import atomic_path, write_json_atomic
 
-RUN_FORMAT = "crossfake-run/1"
-
 CONFIG_FILE = "config.yaml"
-RUN_FILE = "run.json"
 LOG_FILE = "train.log"
 BEST_DIR = "best"
 LAST_DIR = "last"
@@ -54,17 +52,17 @@ class RunInfo:
 
     run_dir: Path
     config: TrainConfig
-    record: dict[str, Any]
+    record: RunRecord
 
     @property
     def threshold(self) -> float:
-        """The decision threshold chosen on validation predictions (see ``record["threshold_rule"]``)."""
-        return float(self.record["threshold"])
+        """The decision threshold chosen on validation predictions (see ``record.threshold_rule``)."""
+        return float(self.record.threshold)
 
     @property
     def val_auc(self) -> float:
         """The best validation AUC (frame level), the one the checkpoint was selected by."""
-        return float(self.record["best_val_auc"])
+        return float(self.record.best_val_auc)
 
 
 @dataclass
@@ -101,13 +99,13 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
         raise CrossfakeError(f"{path} is not a readable safetensors file: {e}") from e
 
 
-def apply_weights(detector: Detector, weights: dict[str, torch.Tensor], source: Path) -> None:
-    """Load trainable weights into ``detector``; a mismatch is a CrossfakeError naming ``source``."""
+def apply_weights(detector: Detector, weights: dict[str, torch.Tensor], path: Path) -> None:
+    """Load trainable weights into ``detector``; a mismatch is a CrossfakeError naming ``path``, their file."""
     try:
         detector.load_trainable_state_dict(weights)
     except (ValueError, RuntimeError) as e:
         raise CrossfakeError(
-            f"{source} does not fit a {detector.config.method!r} detector built from the run's config: {e}"
+            f"{path} does not fit a {detector.config.method!r} detector built from the run's config: {e}"
         ) from None
 
 
@@ -144,7 +142,7 @@ def load_last(run_dir: Path) -> LastCheckpoint | None:
     if not folder.is_dir():
         return None
     state = _read_json(folder / STATE_FILE)
-    _check_format(state, folder / STATE_FILE)
+    check_format(state, folder / STATE_FILE)
     try:
         saved = torch.load(folder / TRAINING_STATE_FILE, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError) as e:
@@ -173,9 +171,20 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # -- the whole run --------------------------------------------------------------------------------------
 
 
-def write_run_record(run_dir: Path, record: dict[str, Any]) -> None:
-    """Write ``run.json``, the marker of a finished run, with the format tag."""
-    write_json_atomic(run_dir / RUN_FILE, {"format": RUN_FORMAT, **record})
+def write_run_record(run_dir: Path, record: RunRecord) -> None:
+    """Write ``run.json``, the marker of a finished run."""
+    write_json_atomic(run_dir / RUN_FILE, record.to_json())
+
+
+def config_changes(config: TrainConfig) -> list[str]:
+    """The keys in which ``config`` differs from the run already in ``config.out`` (empty: none there yet,
+    or the same run, which resumes); a run's outcome never depends on the keys of ``RUN_CONTROL_KEYS``."""
+    if config.out is None:
+        raise CrossfakeError("no run directory: set `out:` in the config or pass --out")
+    saved = config.out / CONFIG_FILE
+    if not saved.is_file():
+        return []
+    return config.resolved().differences(TrainConfig.from_yaml(saved, check_paths=False))
 
 
 def read_run_info(run_dir: str | Path) -> RunInfo:
@@ -190,8 +199,7 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
             f"{run_dir} has no {RUN_FILE}: its training has not finished; run `crossfake train` "
             f"with the same config and --out {run_dir} to resume it"
         )
-    record = _read_json(run_dir / RUN_FILE)
-    _check_format(record, run_dir / RUN_FILE)
+    record = RunRecord.from_json(_read_json(run_dir / RUN_FILE), run_dir / RUN_FILE)
     config = TrainConfig.from_yaml(run_dir / CONFIG_FILE, check_paths=False)
     return RunInfo(run_dir, config, record)
 
@@ -229,11 +237,3 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise CrossfakeError(f"{path}: expected a JSON object")
     return data
-
-
-def _check_format(record: dict[str, Any], path: Path) -> None:
-    if record.get("format") != RUN_FORMAT:
-        raise CrossfakeError(
-            f"{path} has format {record.get('format')!r}, expected {RUN_FORMAT!r}: it was written "
-            "by an incompatible crossfake version; retrain, or load it with that version"
-        )

@@ -18,7 +18,8 @@ reports (:mod:`crossfake.reports`) read it back with :func:`load_experiment`. A 
 :class:`Status`; paths in the typed record are resolved against RUN and written relative to it.
 
 Files written before this module (plain dicts, entries of crossfake 0.1 without ``prediction_columns``)
-load the same; a file that is not well formed raises a :class:`CrossfakeError` naming the file and the
+load the same, and so do test sets written before the vocabulary rename (``sources``, read as
+``manipulations``); a file that is not well formed raises a :class:`CrossfakeError` naming the file and the
 key.
 """
 
@@ -89,6 +90,17 @@ def _number(value: Any, what: str, where: Path) -> float | None:
         return None
     _expect(value, (int, float), what, where)
     return float(value) if math.isfinite(value) else None
+
+
+def _test_set(spec: Any, name: str, where: Path) -> dict[str, Any]:
+    """Test set ``name`` of ``where``: ``{"split": ..., "manipulations": [...]}``; a set written before the
+    vocabulary rename names its manipulations ``sources``."""
+    spec = _expect(spec, dict, f"test_sets.{name}", where)
+    if "sources" not in spec:
+        return spec
+    if "manipulations" in spec:
+        raise CrossfakeError(f"{where}: test_sets.{name} gives both `sources` (the old name) and `manipulations`")
+    return {"manipulations" if key == "sources" else key: value for key, value in spec.items()}
 
 
 def _columns(raw: dict[str, Any], what: str, where: Path) -> PredictionColumns:
@@ -189,7 +201,7 @@ class Experiment:
         name, description: the experiment's.
         provenance: versions, git state, command line and time of the run.
         split: ``spec``, ``mode``, ``manifest`` (relative to RUN) and the identity ``audit`` of the split.
-        test_sets: test set name -> ``{"split": ..., "sources": [...]}``.
+        test_sets: test set name -> ``{"split": ..., "manipulations": [...]}``.
         methods: entry name -> :class:`MethodEntry`, in the file's order.
         executor: what ran preparation and scoring (:meth:`crossfake.executors.Executor.describe`), None
             when not recorded.
@@ -257,9 +269,7 @@ class Experiment:
             if key not in record:
                 raise CrossfakeError(f"{where}: missing key {key!r}")
             _expect(record[key], kind, key, where)
-        test_sets = {
-            str(name): _expect(spec, dict, f"test_sets.{name}", where) for name, spec in record["test_sets"].items()
-        }
+        test_sets = {str(name): _test_set(spec, str(name), where) for name, spec in record["test_sets"].items()}
         methods = {str(name): MethodEntry.from_json(str(name), raw, run_dir, where)
                    for name, raw in record["methods"].items()}
         executor = record.get("executor")

@@ -28,9 +28,10 @@ makes the scores identical. See :func:`_predict_with_executor`.
 A ``crop_transform`` (a perturbation of the crops, for robustness studies) is applied to each decoded
 crop before the detector's transform; it bypasses the feature cache and enters the fingerprint.
 
-Output columns: ``sample_id, video_id, dataset, method, label`` (copied from the manifest), ``logit``
+Output columns: ``sample_id, video_id, corpus, manipulation, label`` (copied from the manifest), ``logit``
 (the detector's output, float32) and ``score`` = sigmoid(logit) = p(fake), computed in float64 so that
-scores only tie when logits tie.
+scores only tie when logits tie. Parts and journals left by a run from before today's column names
+(``dataset``, ``method``) are read under the new names, so such a run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ import torch
 from accelerate.utils import send_to_device
 from tqdm.auto import tqdm
 
+from crossfake.data.manifest import RENAMED_COLUMNS
 from crossfake.executors.base import Executor, WorkerDied
 from crossfake.methods.base import Detector
 from crossfake.scoring.data import Collate, CropTransform, FaceCropDataset, make_loader
@@ -64,18 +66,20 @@ from crossfake.utils.logging import get_logger
 log = get_logger("scoring.predict")
 
 #: Columns copied from the manifest, then the model's outputs.
-ID_COLUMNS: tuple[str, ...] = ("sample_id", "video_id", "dataset", "method", "label")
+ID_COLUMNS: tuple[str, ...] = ("sample_id", "video_id", "corpus", "manipulation", "label")
 SCHEMA = pa.schema(
     [
         ("sample_id", pa.string()),
         ("video_id", pa.string()),
-        ("dataset", pa.string()),
-        ("method", pa.string()),
+        ("corpus", pa.string()),
+        ("manipulation", pa.string()),
         ("label", pa.int8()),
         ("score", pa.float64()),
         ("logit", pa.float32()),
     ]
 )
+#: Old name -> today's, of the ID columns: parts and journals of an interrupted run from before the rename.
+_OLD_ID_COLUMNS = {old: new for old, new in RENAMED_COLUMNS.items() if new in ID_COLUMNS}
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -221,11 +225,12 @@ def _parts_folder(out: Path, fingerprint: str) -> Path:
 def _merge_parts(parts: Path, out: Path, batch_size: int, n_rows: int) -> pd.DataFrame:
     """Stream every part file, in order, into ``out`` (atomically); remove the parts; read ``out``."""
     paths = sorted(parts.glob("[0-9]*.parquet"))
-    schema = _unified([pq.read_schema(path) for path in paths])
+    schema = _unified([_upgraded_schema(pq.read_schema(path)) for path in paths])
     with atomic_path(out) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         for path in paths:
             for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
-                writer.write_table(pa.Table.from_batches([batch]).cast(schema))
+                table = pa.Table.from_batches([batch])
+                writer.write_table(table.rename_columns(_upgraded_names(table.column_names)).cast(schema))
     shutil.rmtree(parts)
     log.info("wrote %d predictions to %s", n_rows, out)
     return pd.read_parquet(out)
@@ -498,6 +503,16 @@ def _table(rows: pd.DataFrame, logits: np.ndarray, details: dict[str, list] | No
     return table
 
 
+def _upgraded_names(names: list[str]) -> list[str]:
+    """Column names of a part written before the rename of the ID columns, under today's names."""
+    return [_OLD_ID_COLUMNS.get(n, n) if _OLD_ID_COLUMNS.get(n) not in names else n for n in names]
+
+
+def _upgraded_schema(schema: pa.Schema) -> pa.Schema:
+    names = _upgraded_names(schema.names)
+    return pa.schema([f.with_name(n) for f, n in zip(schema, names, strict=True)], metadata=schema.metadata)
+
+
 def _unified(schemas: list[pa.Schema]) -> pa.Schema:
     """One schema for tables whose detail columns may differ in type: a batch where a column was all
     null has the null type, which the other batches' type replaces."""
@@ -554,10 +569,18 @@ def _append_to_journal(journal: Path, tables: Iterable[pa.Table], bar: tqdm | No
                 bar.update(table.num_rows)
 
 
+def _upgraded_row(row: dict) -> dict:
+    """A journalled row written before the rename of the ID columns, under today's names."""
+    if not any(old in row for old in _OLD_ID_COLUMNS):
+        return row
+    return dict(zip(_upgraded_names(list(row)), row.values(), strict=True))
+
+
 def _journal_tables(journal: Path, batch_size: int) -> Iterator[pa.Table]:
     """The journal's rows as tables of at most ``batch_size`` rows, with the prediction columns' types."""
 
     def table(chunk: list[dict]) -> pa.Table:
+        chunk = [_upgraded_row(r) for r in chunk]
         columns = {f.name: pa.array([r[f.name] for r in chunk], f.type) for f in SCHEMA}
         extra = [name for name in chunk[0] if name not in SCHEMA.names]
         return pa.table({**columns, **{name: pa.array([r.get(name) for r in chunk]) for name in extra}})

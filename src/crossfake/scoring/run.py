@@ -149,7 +149,7 @@ def score_run(
         task_rows: with an executor, rows per task (see :func:`~crossfake.scoring.predict.predict_manifest`).
 
     Returns:
-        The predictions (``sample_id, video_id, dataset, method, label, score, logit`` and a method's
+        The predictions (``sample_id, video_id, corpus, manipulation, label, score, logit`` and a method's
         detail columns), one row per input row, in order.
     """
     if batch_size is not None and batch_size < 1:

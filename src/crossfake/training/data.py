@@ -25,12 +25,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from crossfake.data.manifest import SPLIT_COLUMN, coerce
 from crossfake.data.pseudo_fakes import (
     GEOMETRY_COLUMNS,
-    GEOMETRY_SOURCES,
+    GEOMETRY_ORIGINS,
     FaceRegion,
     PseudoFakeExample,
     draw_examples,
     face_region,
-    geometry_source,
+    geometry_origin,
     pseudo_fake_maker,
 )
 from crossfake.runs.config import DataConfig, PseudoFakeConfig
@@ -86,7 +86,7 @@ class PseudoFakeDataset(FaceCropDataset):
         self.keys = [
             int.from_bytes(hashlib.sha256(s.encode()).digest()[:8], "little") for s in self.sample_ids
         ]
-        self._sources: tuple[int, np.ndarray] | None = None
+        self._real_rows_for: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return self.n_rows + self.n_pseudo
@@ -94,20 +94,20 @@ class PseudoFakeDataset(FaceCropDataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def source_rows(self, epoch: int) -> np.ndarray:
+    def real_rows_for(self, epoch: int) -> np.ndarray:
         """The real row each pseudo-fake of ``epoch`` is made from, by pseudo-fake position."""
-        if self._sources is None or self._sources[0] != epoch:
+        if self._real_rows_for is None or self._real_rows_for[0] != epoch:
             rows = self.real_rows
             if self.n_pseudo < len(rows):
                 rng = np.random.default_rng([self.seed, epoch, 0x5EED])
                 rows = np.sort(rng.choice(rows, self.n_pseudo, replace=False))
-            self._sources = (epoch, rows)
-        return self._sources[1]
+            self._real_rows_for = (epoch, rows)
+        return self._real_rows_for[1]
 
     def shuffle_units(self, epoch: int) -> list[list[int]]:
         """Groups of item indices that shuffling keeps together: each real row with its pseudo-fake."""
         units: list[list[int]] = [[i] for i in range(self.n_rows)]
-        for j, row in enumerate(self.source_rows(epoch)):
+        for j, row in enumerate(self.real_rows_for(epoch)):
             units[row].append(self.n_rows + j)
         return units
 
@@ -125,16 +125,16 @@ class PseudoFakeDataset(FaceCropDataset):
     def __getitem__(self, i: int) -> tuple[Any, float, int]:
         if i < self.n_rows:
             return super().__getitem__(i)
-        fake = self.make(int(self.source_rows(self.epoch)[i - self.n_rows]), self.epoch).fake
+        fake = self.make(int(self.real_rows_for(self.epoch)[i - self.n_rows]), self.epoch).fake
         return self.transform(Image.fromarray(fake)), 1.0, i
 
     def geometry_counts(self) -> dict[str, int]:
         """How many real rows get their face region from landmarks, the face box or the crop's centre."""
         counts = Counter(
-            geometry_source(dict(zip(GEOMETRY_COLUMNS, self.geometry[r], strict=True)))
+            geometry_origin(dict(zip(GEOMETRY_COLUMNS, self.geometry[r], strict=True)))
             for r in self.real_rows
         )
-        return {source: counts.get(source, 0) for source in GEOMETRY_SOURCES}
+        return {origin: counts.get(origin, 0) for origin in GEOMETRY_ORIGINS}
 
     def describe(self) -> dict[str, Any]:
         """What a run records about its pseudo-fakes (``run.json``)."""
@@ -152,14 +152,14 @@ class PseudoFakeDataset(FaceCropDataset):
             f"pseudo-fakes ({self.config.kind}): {self.n_pseudo} per epoch from {len(self.real_rows)} real "
             f"training crops, made afresh every epoch; face region from five landmarks for "
             f"{geometry['landmarks']}, from the face box's ellipse for {geometry['face_box']} (no landmarks, "
-            f"e.g. the Haar detector), from the crop's centre for {geometry['crop_centre']} (no face box)"
+            f"e.g. the Haar face detector), from the crop's centre for {geometry['crop_centre']} (no face box)"
         )
 
     def examples(self, k: int = 4, epoch: int = 0) -> list[PseudoFakeExample]:
         """``k`` pseudo-fakes of ``epoch`` as training sees them, from real rows spread over the set."""
-        sources = self.source_rows(epoch)
-        picks = np.unique(np.linspace(0, len(sources) - 1, min(k, len(sources))).round().astype(int))
-        return [self.make(int(sources[p]), epoch) for p in picks]
+        reals = self.real_rows_for(epoch)
+        picks = np.unique(np.linspace(0, len(reals) - 1, min(k, len(reals))).round().astype(int))
+        return [self.make(int(reals[p]), epoch) for p in picks]
 
 
 def training_dataset(
@@ -394,10 +394,10 @@ def _evenly_spaced_frames(rows: pd.DataFrame, k: int) -> pd.DataFrame:
 
 
 def _video_fraction(rows: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
-    # Whole videos, per method, so a 20% run still sees every manipulation and the reals in proportion.
+    # Whole videos, per manipulation, so a 20% run still sees every manipulation and the reals in proportion.
     rng = np.random.default_rng([seed, 0x7261])
     keep: list[str] = []
-    for _, group in rows.groupby("method", sort=True):
+    for _, group in rows.groupby("manipulation", sort=True):
         videos = np.array(sorted(group["video_id"].unique()))
         n = max(1, int(np.ceil(fraction * len(videos))))
         keep.extend(rng.permutation(videos)[:n])

@@ -60,6 +60,7 @@ from crossfake.runs.directory import (
     WEIGHTS_FILE,
     RunInfo,
     apply_weights,
+    config_changes,
     load_last,
     load_weights,
     read_run_info,
@@ -69,6 +70,7 @@ from crossfake.runs.directory import (
     set_rng_state,
     write_run_record,
 )
+from crossfake.runs.record import RunRecord
 from crossfake.scoring.data import Collate, FaceCropDataset, make_loader
 from crossfake.scoring.device import autocast, resolve_precision
 from crossfake.scoring.features import FeatureCache
@@ -147,7 +149,11 @@ def train(
     Returns:
         The finished run, as :func:`~crossfake.runs.directory.read_run_info` reads it back.
     """
-    accelerator = Accelerator(cpu=config.train.device == "cpu", kwargs_handlers=[_PROCESS_GROUP])
+    # The other processes wait while the main one scores the validation set and writes the run (below);
+    # torch's default process-group time-out (10 min with NCCL) is shorter than that takes for a large
+    # validation set with a 7B model, so every collective may wait `train.wait_hours`.
+    wait = InitProcessGroupKwargs(timeout=timedelta(hours=config.train.wait_hours))
+    accelerator = Accelerator(cpu=config.train.device == "cpu", kwargs_handlers=[wait])
     if config.train.device == "cuda" and accelerator.device.type != "cuda":
         raise CrossfakeError("train.device is 'cuda' but no CUDA device is visible")
     # The main process checks the folder and writes config.yaml before the others look at it: a process
@@ -160,12 +166,6 @@ def train(
     # process returns the same finished run.
     accelerator.wait_for_everyone()
     return read_run_info(run_dir)
-
-
-#: The other processes wait while the main one scores the validation set and writes the run (see
-#: :func:`train`); torch's default process-group time-out (10 min with NCCL) is shorter than that takes for a
-#: large validation set with a 7B model, so waits may last this long.
-_PROCESS_GROUP = InitProcessGroupKwargs(timeout=timedelta(hours=6))
 
 
 @dataclass
@@ -598,43 +598,33 @@ def _finalize(session: _Session, state: _TrainState) -> None:
         state.best_val_auc = val_auc
     # The crops' specification travels with the run, so `crossfake detect` crops a suspect's faces alike.
     crop = crop_spec_of_manifest(config.data.manifest)
-    write_run_record(
-        run_dir,
-        provenance(
-            {
-                "method": config.method.method,
-                "config": config.to_dict(),
-                "manifest": str(config.data.manifest),
-                "manifest_sha256": file_sha256(config.data.manifest),
-                "crop": crop[0].model_dump(mode="json") if crop else None,
-                "data": {
-                    name: _describe_rows(rows)
-                    for name, rows in (("train", data.train_rows), ("val", data.val_rows))
-                },
-                "parameters": {
-                    "trainable": trainable,
-                    "total": total,
-                    "trainable_percent": _percent(trainable, total),
-                },
-                "lr": config.lr,
-                "precision": precision,
-                "device": str(session.device),
-                "num_processes": session.accelerator.num_processes,
-                "feature_cache": str(data.cache.root) if data.cache is not None else None,
-                "pseudo_fakes": data.pseudo_fakes,
-                "steps": state.step,
-                "best_step": state.best_step,
-                "best_val_auc": state.best_val_auc,
-                "val_metrics": {"auc": val_auc, "eer": val_eer.eer},
-                "threshold": val_eer.threshold,
-                "threshold_rule": THRESHOLD_RULE,
-                "threshold_name": "validation EER threshold",
-                "prediction_columns": type(detector).prediction_columns.to_dict(),
-                "history": state.history,
-                "wall_time_s": round(state.wall_time_s, 3),
-            }
-        ),
+    record = RunRecord(
+        method=config.method.method,
+        config=config.to_dict(),
+        manifest=str(config.data.manifest),
+        manifest_sha256=file_sha256(config.data.manifest),
+        crop=crop[0].model_dump(mode="json") if crop else None,
+        data={name: _describe_rows(rows) for name, rows in (("train", data.train_rows), ("val", data.val_rows))},
+        parameters={"trainable": trainable, "total": total, "trainable_percent": _percent(trainable, total)},
+        lr=config.lr,
+        precision=precision,
+        device=str(session.device),
+        num_processes=session.accelerator.num_processes,
+        feature_cache=str(data.cache.root) if data.cache is not None else None,
+        pseudo_fakes=data.pseudo_fakes,
+        steps=state.step,
+        best_step=state.best_step,
+        best_val_auc=state.best_val_auc,
+        val_metrics={"auc": val_auc, "eer": val_eer.eer},
+        threshold=val_eer.threshold,
+        threshold_rule=THRESHOLD_RULE,
+        threshold_name="validation EER threshold",
+        prediction_columns=type(detector).prediction_columns,
+        history=state.history,
+        wall_time_s=round(state.wall_time_s, 3),
+        provenance=provenance(),
     )
+    write_run_record(run_dir, record)
     log.info(
         "finished: best val AUC %.4f at step %d, threshold %.4f; %s",
         state.best_val_auc,
@@ -645,11 +635,11 @@ def _finalize(session: _Session, state: _TrainState) -> None:
 
 
 def _describe_rows(rows: pd.DataFrame) -> dict[str, Any]:
-    by_method = rows["method"].value_counts().sort_index()
+    by_manipulation = rows["manipulation"].value_counts().sort_index()
     return {
         "rows": len(rows),
         "videos": int(rows["video_id"].nunique()),
-        "rows_by_method": {str(k): int(v) for k, v in by_method.items()},
+        "rows_by_manipulation": {str(k): int(v) for k, v in by_manipulation.items()},
     }
 
 
@@ -686,22 +676,17 @@ def _val_logits(session: _Session, loader: DataLoader, n: int) -> np.ndarray:
 
 def _prepare_run_dir(config: TrainConfig, is_main: bool) -> Path:
     """Check that ``config.out`` is new or holds this same run, and write the resolved ``config.yaml``."""
-    if config.out is None:
-        raise CrossfakeError("no run directory: set `out:` in the config or pass --out")
-    run_dir = config.out
-    resolved = config.resolved()
-    saved = run_dir / CONFIG_FILE
-    if saved.is_file():
-        changed = resolved.differences(TrainConfig.from_yaml(saved, check_paths=False))
-        if changed:
-            raise CrossfakeError(
-                f"{run_dir} holds a run with a different config (changed: {', '.join(changed)}); "
-                "choose another --out, or delete the folder to start over"
-            )
-    elif run_dir.exists() and any(run_dir.iterdir()):
+    changed = config_changes(config)
+    run_dir, saved = config.out, config.out / CONFIG_FILE
+    if changed:
+        raise CrossfakeError(
+            f"{run_dir} holds a run with a different config (changed: {', '.join(changed)}); "
+            "choose another --out, or delete the folder to start over"
+        )
+    if not saved.is_file() and run_dir.exists() and any(run_dir.iterdir()):
         raise CrossfakeError(f"{run_dir} exists and is not a crossfake run directory; choose another --out")
     if is_main:
-        write_text_atomic(saved, resolved.to_yaml())
+        write_text_atomic(saved, config.resolved().to_yaml())
     return run_dir
 
 

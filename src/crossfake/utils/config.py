@@ -13,8 +13,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from crossfake.utils.errors import CrossfakeError
+from crossfake.utils.logging import get_logger
 
 M = TypeVar("M", bound=BaseModel)
+
+log = get_logger("config")
 
 
 def read_yaml(path: Path) -> Any:
@@ -66,6 +69,26 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
             node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as e:
             raise CrossfakeError(f"override {item!r}: the value is not valid YAML: {e}") from None
+    return out
+
+
+def renamed_keys(data: Any, renames: Mapping[str, str], what: str) -> Any:
+    """``data`` with the keys of an older vocabulary under today's names (``renames``: old -> new).
+
+    For a ``model_validator(mode="before")``: configs written before a rename keep working, with a warning
+    that says what to rename; a mapping giving both names is an error (which one was meant is unknown).
+    Anything that is not a mapping is returned as is, for pydantic to reject.
+    """
+    if not isinstance(data, Mapping) or not any(old in data for old in renames):
+        return data
+    out = dict(data)
+    for old, new in renames.items():
+        if old not in out:
+            continue
+        if new in out:
+            raise ValueError(f"{what} gives both `{old}` (the old name) and `{new}`; keep only `{new}`")
+        out[new] = out.pop(old)
+        log.warning("%s: `%s` is the old name of `%s`; read as `%s` (rename it in the file)", what, old, new, new)
     return out
 
 

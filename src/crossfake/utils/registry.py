@@ -1,6 +1,6 @@
 """The name -> class table behind every part crossfake creates by name.
 
-Corpora (``get_source("ffpp", …)``), face detectors, detection methods and VLM backends are each a
+Corpora (``get_corpus("ffpp", …)``), face detectors, detection methods and VLM backends are each a
 :class:`Registry`: a module adds its class with ``@registry.register("name")`` and generic code builds it
 by name, so adding one never means editing a switch statement.
 """

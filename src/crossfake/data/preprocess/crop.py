@@ -6,7 +6,7 @@ training crops, so a face is judged in exactly the form the detector learned fro
 
 The crop follows DeepfakeBench: grow the face box by a margin around its centre, make it square and resize
 it (area interpolation) to a fixed size. With ``align`` the frame is first rotated about the box centre so
-the eyes are level (DeepfakeBench aligns with its landmarks too); it needs a detector with landmarks.
+the eyes are level (DeepfakeBench aligns with its landmarks too); it needs a face detector with landmarks.
 Where the square reaches past the frame's border the missing pixels are **black**: replicating edge pixels
 would paint streaks that look like texture to a forensic model, whereas black is plainly "outside the
 frame", and the crop keeps the face centred and undistorted (clamping the box would shift or squash it).
@@ -40,7 +40,7 @@ DEFAULT_FACE_DETECTOR = "yunet"
 
 
 class NoFacePolicy(StrEnum):
-    """What to do with a sampled frame in which the detector finds no face."""
+    """What to do with a sampled frame in which the face detector finds no face."""
 
     SKIP = "skip"  # no crop; record a failure
     CENTER = "center"  # keep the centred square of the frame
@@ -61,7 +61,7 @@ class CropSpec(BaseModel):
         face_detector_options: its keyword options, e.g. ``{"weights": "yunet.onnx"}``.
         margin: the crop's side as a multiple of the face box's longer side.
         size: side of the square crop in pixels.
-        align: rotate so the eyes are level before cropping (needs a detector with landmarks).
+        align: rotate so the eyes are level before cropping (needs a face detector with landmarks).
         format: ``png`` (lossless) or ``jpg``.
         quality: JPEG quality.
         no_face: frames without a face: ``skip`` (record a failure) or ``center`` (the frame's centred

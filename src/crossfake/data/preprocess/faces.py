@@ -9,7 +9,7 @@ faces`` share. It works in two passes over a video's sampled frames:
 2. :meth:`FaceCropper.crops` cuts the kept tracks' smoothed faces (:func:`~crossfake.data.preprocess.crop.
    crop_face`) out of those frames, or out of a second decoding pass where they did not fit.
 
-A frame in which a detector raises is recorded in :attr:`VideoFaces.errors` and counts as a frame without
+A frame in which the face detector raises is recorded in :attr:`VideoFaces.errors` and counts as a frame without
 a face; it never ends the video.
 """
 
@@ -37,7 +37,7 @@ class FaceCrop:
     """One crop: the frame, the track, the (smoothed) face it was cut around, and the crop itself.
 
     ``face`` is ``None`` for a centre crop of a frame without a face (``no_face: center``); ``face.score``
-    is NaN where the track's box was interpolated across a frame the detector missed.
+    is NaN where the track's box was interpolated across a frame the face detector missed.
     """
 
     index: int
@@ -58,7 +58,7 @@ class VideoFaces:
 
     indices: list[int] = field(default_factory=list)  # decoded frames, in order
     detections: list[list[Face]] = field(default_factory=list)  # per decoded frame
-    errors: dict[int, str] = field(default_factory=dict)  # frame index -> detector error
+    errors: dict[int, str] = field(default_factory=dict)  # frame index -> face detector error
     tracks: list[Track] = field(default_factory=list)  # all tracks, subject first (positions index `indices`)
     kept: list[Track] = field(default_factory=list)  # the tracks that are cropped
     frames: dict[int, np.ndarray] | None = None  # the decoded frames, if they fit in memory
@@ -80,15 +80,17 @@ class FaceCropper:
 
     Args:
         spec: the crop specification.
-        detector: a face detector; default: built from the spec (each worker process builds its own).
+        face_detector: a face detector; default: built from the spec (each worker process builds its own).
         keep_bytes: frames kept in memory between the passes, at most.
     """
 
-    def __init__(self, spec: CropSpec, detector: FaceDetector | None = None, keep_bytes: int = KEEP_BYTES) -> None:
+    def __init__(
+        self, spec: CropSpec, face_detector: FaceDetector | None = None, keep_bytes: int = KEEP_BYTES
+    ) -> None:
         self.spec = spec
-        self.detector = detector or create_face_detector(spec.face_detector, **spec.face_detector_options)
+        self.face_detector = face_detector or create_face_detector(spec.face_detector, **spec.face_detector_options)
         self.keep_bytes = keep_bytes
-        if spec.align and not getattr(self.detector, "gives_landmarks", False):
+        if spec.align and not getattr(self.face_detector, "gives_landmarks", False):
             raise CrossfakeError(
                 f"align needs landmarks, and the {spec.face_detector} face detector gives none: "
                 "use --face-detector yunet or dlib, or turn alignment off"
@@ -119,8 +121,8 @@ class FaceCropper:
                 break
             index, rgb = item
             try:
-                faces = list(self.detector(rgb))
-            except Exception as e:  # a detector failing on one frame must not end the video
+                faces = list(self.face_detector(rgb))
+            except Exception as e:  # a face detector failing on one frame must not end the video
                 found.errors[index] = f"{type(e).__name__}: {e}"
                 faces = []
             found.indices.append(index)

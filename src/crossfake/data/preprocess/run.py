@@ -2,7 +2,7 @@
 
 Output layout (``out_dir``)::
 
-    crops/<dataset>/<method>/<name>/<frame_idx:06d>.png   one crop per kept frame
+    crops/<corpus>/<manipulation>/<name>/<frame_idx:06d>.png   one crop per kept frame
     manifest.parquet                                      one row per crop (see crossfake.data.manifest)
     failures.parquet                                      one row per frame or video that gave no crop
     prepare.json                                          config, its hash, provenance, summary
@@ -42,7 +42,7 @@ import re
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,24 +51,25 @@ import cv2
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
+from crossfake.data.corpora.base import VideoRecord
 from crossfake.data.identity import identity_groups
 from crossfake.data.manifest import (
     FAILURE_COLUMNS,
     coerce,
     empty_failures,
     empty_manifest,
+    upgrade,
     write_manifest,
 )
 from crossfake.data.preprocess.crop import CropSpec, encode_crop
 from crossfake.data.preprocess.face_detectors import LANDMARK_NAMES
 from crossfake.data.preprocess.faces import FaceCrop, FaceCropper
 from crossfake.data.preprocess.video import Sampling, VideoReadError, decode_frames, sample_frames
-from crossfake.data.sources.base import VideoRecord
 from crossfake.executors import Executor, LocalExecutor, WorkerDied
-from crossfake.utils.config import describe_error, read_yaml
+from crossfake.utils.config import read_yaml, validate_config
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import atomic_path, write_bytes_atomic, write_json_atomic, write_table_atomic
 from crossfake.utils.logging import get_logger
@@ -88,7 +89,8 @@ _LEGACY_CROP_KEYS = {"detector": "face_detector", "detector_options": "face_dete
 
 
 class PrepareConfig(BaseModel):
-    """Settings of :func:`prepare`. Invalid values raise :class:`CrossfakeError`; unknown keys too.
+    """Settings of :func:`prepare`. Built from user input with :meth:`parse` or :meth:`from_yaml`, whose invalid
+    values and unknown keys are a :class:`CrossfakeError` naming every bad key.
 
     Crop settings may be given flat beside the sampling ones (``PrepareConfig(frames=8, margin=1.5)``,
     ``prepare: {frames: 8, face_detector: haar}`` in YAML) or as a ``crop`` mapping; the names
@@ -113,13 +115,6 @@ class PrepareConfig(BaseModel):
     crop: CropSpec = CropSpec()
     workers: int = Field(default_factory=default_workers, ge=0)
 
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as e:
-            problems = "; ".join(f"{describe_error(err)} (got {err['input']!r})" for err in e.errors())
-            raise CrossfakeError(f"invalid prepare config: {problems}") from None
-
     @model_validator(mode="before")
     @classmethod
     def _flat_crop_keys(cls, data: Any) -> Any:
@@ -135,15 +130,18 @@ class PrepareConfig(BaseModel):
         return data
 
     @classmethod
+    def parse(cls, data: object, where: str = "prepare config") -> PrepareConfig:
+        """Settings from a mapping of field names (flat crop settings allowed), errors naming ``where``."""
+        return validate_config(cls, data, where, expected="prepare settings")
+
+    @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> PrepareConfig:
         """Load settings from a YAML mapping of field names; ``overrides`` take precedence."""
-        data = read_yaml(Path(path)) or {}
-        if not isinstance(data, dict):
-            raise CrossfakeError(f"{path}: expected a mapping of prepare settings, got {type(data).__name__}")
-        try:
-            return cls(**{**data, **overrides})
-        except CrossfakeError as e:
-            raise CrossfakeError(f"{path}: {e}") from None
+        data = read_yaml(Path(path))
+        data = {} if data is None else data
+        if isinstance(data, Mapping):
+            data = {**data, **overrides}
+        return cls.parse(data, where=str(path))
 
     def crop_hash(self) -> str:
         """Hash of the settings that decide what the crops are (everything but ``workers``)."""
@@ -229,8 +227,8 @@ class _Result:
 def _record_columns(record: VideoRecord, group: str) -> dict[str, Any]:
     """The manifest columns that describe the video rather than the frame."""
     return {
-        "dataset": record.dataset,
-        "method": record.method,
+        "corpus": record.corpus,
+        "manipulation": record.manipulation,
         "video_id": record.video_id,
         "video_path": str(Path(record.path).resolve()),
         "label": record.label,
@@ -242,7 +240,7 @@ def _record_columns(record: VideoRecord, group: str) -> dict[str, Any]:
 
 
 def _crop_dir(record: VideoRecord) -> Path:
-    return Path("crops", record.dataset, record.method, record.name)
+    return Path("crops", record.corpus, record.manipulation, record.name)
 
 
 def _shard_name(video_id: str) -> str:
@@ -467,7 +465,7 @@ def prepare(
     """Crop the faces of ``records`` into ``out_dir`` and write its manifest; resumes an earlier run.
 
     Args:
-        records: videos or images to prepare, e.g. ``get_source("ffpp", root).records()``.
+        records: videos or images to prepare, e.g. ``get_corpus("ffpp", root).records()``.
         out_dir: output folder (layout in the module docstring); created if needed.
         config: settings; default :class:`PrepareConfig()`.
         progress: show a progress bar over videos.
@@ -482,7 +480,7 @@ def prepare(
         The run's :class:`PrepareSummary`, also written to ``out_dir/prepare.json``.
 
     Raises:
-        CrossfakeError: no records, duplicate video ids, unusable detector settings, or an ``out_dir``
+        CrossfakeError: no records, duplicate video ids, unusable face detector settings, or an ``out_dir``
             prepared with different crop settings.
     """
     config = config or PrepareConfig()
@@ -491,13 +489,13 @@ def prepare(
         raise CrossfakeError("no videos to prepare")
     dupes = [v for v, n in Counter(r.video_id for r in records).items() if n > 1]
     if dupes:
-        raise CrossfakeError(f"duplicate video ids {dupes[:5]}: every (dataset, method, name) must be unique")
+        raise CrossfakeError(f"duplicate video ids {dupes[:5]}: every (corpus, manipulation, name) must be unique")
     start = time.perf_counter()
     config_hash = config.crop_hash()
     if overwrite:
         _clear_outputs(out_dir)
     _check_previous(out_dir, config_hash)
-    # Built here first so a bad detector setting (e.g. missing weights) fails before any work starts.
+    # Built here first so a bad face detector setting (e.g. missing weights) fails before any work starts.
     cropper = FaceCropper(config.crop)
 
     shard_dir = out_dir / SHARD_DIR
@@ -612,7 +610,7 @@ def _collect(
             continue
         table = pq.read_table(shards[rec.video_id])
         meta = json.loads(table.schema.metadata[_SHARD_KEY])
-        df = table.to_pandas()
+        df = upgrade(table.to_pandas())  # a shard written before the vocabulary rename: today's names
         if len(df):
             # Video-level columns come from this run's records: identity groups depend on the whole record
             # list, which may differ from the run that wrote the shard.
@@ -637,10 +635,7 @@ def read_prepare_config(path: str | Path) -> PrepareConfig:
         return PrepareConfig.from_yaml(path, workers=0)
     if not isinstance(data, dict):
         raise CrossfakeError(f"{path}: expected prepare.json or a mapping of prepare settings")
-    try:
-        return PrepareConfig(**{**data.get("config", data), "workers": 0})
-    except CrossfakeError as e:
-        raise CrossfakeError(f"{path}: {e}") from None
+    return PrepareConfig.parse({**data.get("config", data), "workers": 0}, where=str(path))
 
 
 def crop_spec_of_manifest(manifest: str | Path) -> tuple[CropSpec, Path] | None:

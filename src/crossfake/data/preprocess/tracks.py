@@ -1,6 +1,6 @@
 """Face tracks: the detections of one person linked across the sampled frames of a video.
 
-Per-frame detection alone is brittle on real video: a detector reports a patch of background as a face
+Per-frame detection alone is brittle on real video: a face detector reports a patch of background as a face
 in some frames (Haar, on a news studio's map, in 25 of 61 frames of FF++ 519), misses the face in others,
 and its box wobbles from frame to frame. Linking detections into tracks fixes all three:
 
@@ -9,7 +9,7 @@ and its box wobbles from frame to frame. Linking detections into tracks fixes al
   of a similar size, seen at most ``max_gap`` sampled frames ago;
 - **choosing** (:func:`rank_tracks`, :func:`keep_tracks`): tracks are numbered by persistence (frames
   with a detection), then mean box area, so track 0 is the video's subject; a one-frame detection in a
-  video of three or more sampled frames is dropped as a likely false positive. (A detector that keeps
+  video of three or more sampled frames is dropped as a likely false positive. (A face detector that keeps
   taking one patch of background for a face still makes a track of it: Haar on FF++ 519 makes tracks
   of 13, 8 and 3 of 61 sampled frames on the studio's map, one reason YuNet, which makes none, is the
   default.)

@@ -23,7 +23,7 @@ import av
 import cv2
 import numpy as np
 
-from crossfake.data.sources.base import IMAGE_SUFFIXES, frame_files
+from crossfake.data.corpora.base import IMAGE_SUFFIXES, frame_files
 from crossfake.utils.errors import CrossfakeError
 
 
@@ -224,7 +224,7 @@ def sample_frames(
     Args:
         path: a video, or an image (by suffix, see ``IMAGE_SUFFIXES``), which is one frame, frame 0, or a
             folder of frame images (one clip; frame ``i`` is its ``i``-th image in frame order, see
-            :func:`crossfake.data.sources.base.frame_files`).
+            :func:`crossfake.data.corpora.base.frame_files`).
         strategy, frames, every: see :func:`sample_indices`.
 
     Returns:

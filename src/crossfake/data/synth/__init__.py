@@ -4,7 +4,7 @@
 files and ``conversion_dict.json`` exactly where FF++ keeps them, so the whole pipeline (prepare, split,
 audit, train, evaluate) runs end to end on a machine without the real data. The faces are drawn so that
 OpenCV's Haar cascade, the default face detector, finds them; the manipulations leave artifacts that
-differ the way the real methods' do (see :mod:`crossfake.data.synth.manipulations`).
+differ the way the real manipulations' do (see :mod:`crossfake.data.synth.manipulations`).
 """
 
 from crossfake.data.synth.writer import SynthConfig, synthesize

@@ -78,7 +78,7 @@ class Identity:
     """The appearance of one person (and the scene they were filmed in).
 
     All lengths are in face units (half the head height). Sampled by :meth:`sample`; two originals cut
-    from one YouTube source share an ``Identity``.
+    from one YouTube video share an ``Identity``.
     """
 
     index: int
@@ -350,7 +350,7 @@ class FaceRenderer(FrameGeometry):
         shade -= 0.12 * _gauss(x, y, 0, p.eye_y + p.nose_length + 0.06, p.nose_width * 1.4, 0.04)
         shade -= 0.08 * _gauss(x, y, p.light * -0.06, p.eye_y + p.nose_length * 0.6, 0.04, 0.15)
         # Skin texture: fine pores plus low-frequency blotches, fixed to the face (it moves with it), so
-        # that a method which smooths or re-renders the skin leaves a measurable trace.
+        # that a manipulation which smooths or re-renders the skin leaves a measurable trace.
         tex_rng = np.random.default_rng(p.texture_seed)
         texture = (
             1
@@ -508,13 +508,13 @@ _PROBE_POSES = [
     (0.06, -0.03, 1.15, 9.0, 0.0, 0.0, -0.3),
 ]
 #: Raw Haar windows (before grouping) an identity must collect in every probe, at a frame width of 256
-#: (scaled with the width: smaller frames offer fewer windows). The detector needs 6 (minNeighbors=5);
+#: (scaled with the width: smaller frames offer fewer windows). The face detector needs 6 (minNeighbors=5);
 #: asking for a margin keeps faces detectable after a manipulation has blurred, warped or recoloured them.
 MIN_HAAR_VOTES = 12
 
 
 def sample_identity(seed: int, index: int, width: int, height: int, max_tries: int = 40) -> Identity:
-    """Draw identity ``index`` of a dataset, redrawing it until OpenCV's Haar cascade finds it easily.
+    """Draw identity ``index`` of a corpus, redrawing it until OpenCV's Haar cascade finds it easily.
 
     FF++ kept only videos in which a face tracker found a frontal face; this is the synthetic
     counterpart. Each face is probed in three poses spanning the motion range (tilted, scaled, mouth
@@ -543,7 +543,7 @@ def sample_identity(seed: int, index: int, width: int, height: int, max_tries: i
 
 
 def haar_cascade() -> cv2.CascadeClassifier:
-    """OpenCV's frontal-face Haar cascade (the default detector of the preprocessing stage).
+    """OpenCV's frontal-face Haar cascade (the default face detector of the preprocessing stage).
 
     One per thread: a ``CascadeClassifier`` keeps scratch state and gives wrong answers when two
     threads run it at once.

@@ -1,11 +1,11 @@
 """The four FaceForensics++ manipulations, imitated on procedural faces.
 
-Each method takes the rendered *target* clip (whose footage the fake shows) and *source* clip (whose
+Each manipulation takes the rendered *target* clip (whose footage the fake shows) and *source* clip (whose
 face or expression it borrows) and returns the fake's frames. What matters for a detector is that
-their artifacts differ the way the real methods' do:
+their artifacts differ the way the real manipulations' do:
 
 ========================  ======================================  =========================================
-method                    what changes                            the trace it leaves
+manipulation              what changes                            the trace it leaves
 ========================  ======================================  =========================================
 ``FaceSwap``              inner face replaced by the source's,    a soft (low-resolution) face texture
                           fitted to the target's landmarks,       without camera noise, colour mismatch,
@@ -34,21 +34,21 @@ import numpy as np
 from crossfake.data.synth.faces import Clip, FaceRenderer
 
 #: FF++'s manipulation folder names, in the official order.
-METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
+MANIPULATIONS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 
 Manipulation = Callable[[Clip, Clip, np.random.Generator], np.ndarray]
 
 
-def manipulate(method: str, target: Clip, source: Clip, rng: np.random.Generator) -> np.ndarray:
-    """Frames of the fake ``<target>_<source>`` made by ``method``: float32 RGB, shape (T, H, W, 3).
+def manipulate(manipulation: str, target: Clip, source: Clip, rng: np.random.Generator) -> np.ndarray:
+    """Frames of the fake ``<target>_<source>`` made by ``manipulation``: float32 RGB, shape (T, H, W, 3).
 
     Args:
-        method: one of :data:`METHODS`.
+        manipulation: one of :data:`MANIPULATIONS`.
         target: the clip whose footage (background, head pose, timing) the fake keeps.
         source: the clip that supplies the face (swaps) or the expression (reenactments).
         rng: randomness of this fake (tints, warp strengths, flicker).
     """
-    return _METHODS[method](target, source, rng)
+    return _MANIPULATIONS[manipulation](target, source, rng)
 
 
 # -- regions --------------------------------------------------------------------------------------
@@ -98,7 +98,7 @@ class _Patch:
     """A region of the canvas cropped to the box around its mask: a fake warps and blends only this.
 
     A fake changes only (part of) the face; working on its bounding box instead of the whole canvas and
-    frame makes the methods several times faster.
+    frame makes the manipulations several times faster.
     """
 
     def __init__(self, mask: np.ndarray) -> None:
@@ -146,7 +146,7 @@ _LANDMARK_FIELDS = (
 )
 
 
-# -- the methods ----------------------------------------------------------------------------------
+# -- the manipulations ----------------------------------------------------------------------------
 
 
 def face_swap(target: Clip, source: Clip, rng: np.random.Generator) -> np.ndarray:
@@ -274,7 +274,7 @@ def _gauss(x: np.ndarray, y: np.ndarray, cx: float, cy: float, sx: float, sy: fl
     return np.exp(-0.5 * (((x - cx) / sx) ** 2 + ((y - cy) / sy) ** 2))
 
 
-_METHODS: dict[str, Manipulation] = {
+_MANIPULATIONS: dict[str, Manipulation] = {
     "Deepfakes": deepfakes,
     "Face2Face": face2face,
     "FaceSwap": face_swap,

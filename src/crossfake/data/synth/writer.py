@@ -1,15 +1,15 @@
-"""Write a synthetic FaceForensics++: the configuration, the dataset plan, and the files on disk.
+"""Write a synthetic FaceForensics++: the configuration, the corpus plan, and the files on disk.
 
 The output is laid out exactly like the official download, so every reader of FF++ reads it unchanged::
 
     OUT/original_sequences/youtube/c23/videos/000.mp4 …
-    OUT/manipulated_sequences/<Method>/c23/videos/<target>_<source>.mp4
+    OUT/manipulated_sequences/<Manipulation>/c23/videos/<target>_<source>.mp4
     OUT/train.json  val.json  test.json       pairs [["071", "054"], …], 72/14/14 % of the pairs
     OUT/conversion_dict.json                  "000" -> "<11-char YouTube id> <sequence>", as FF++ writes it
     OUT/synth.json                            the config, and per original its identity and face boxes
 
-Like FF++, originals come in pairs ``(a, b)`` and each pair gives two fakes per method, ``a_b`` (a's
-footage, b's face or expression) and ``b_a``; both fakes sit in the pair's split. A few YouTube sources
+Like FF++, originals come in pairs ``(a, b)`` and each pair gives two fakes per manipulation, ``a_b`` (a's
+footage, b's face or expression) and ``b_a``; both fakes sit in the pair's split. A few YouTube videos
 supply two originals, which then show the same person in two different clips, and one of them straddles
 two splits (like FF++'s 605/606), so an identity-aware splitter has something to catch.
 
@@ -46,7 +46,7 @@ from crossfake.data.synth.faces import (
     sample_identity,
     to_uint8,
 )
-from crossfake.data.synth.manipulations import METHODS, manipulate
+from crossfake.data.synth.manipulations import MANIPULATIONS, manipulate
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import atomic_path, write_text_atomic
 from crossfake.utils.logging import get_logger
@@ -58,7 +58,7 @@ log = get_logger("synth")
 CRF = {"raw": 0, "c23": 23, "c40": 40}
 #: FF++'s official split sizes are 360/70/70 pairs.
 SPLIT_FRACTIONS = {"train": 0.72, "val": 0.14, "test": 0.14}
-MIN_VIDEOS = 8  # 4 pairs: at least one in each split, and room for two shared YouTube sources
+MIN_VIDEOS = 8  # 4 pairs: at least one in each split, and room for two shared YouTube videos
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 _YOUTUBE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -75,9 +75,9 @@ class SynthConfig:
             Haar cascade finds >99% of the faces, originals and fakes alike; at 128 about 95%.
         fps: frame rate of the videos.
         seed: everything (identities, motion, pairs, splits, artifacts) follows from it.
-        methods: manipulations to write, from ``Deepfakes, Face2Face, FaceSwap, NeuralTextures``.
+        manipulations: manipulations to write, from ``Deepfakes, Face2Face, FaceSwap, NeuralTextures``.
         compression: ``c23`` (CRF 23), ``c40`` (CRF 40) or ``raw`` (lossless); also the folder name.
-        shared_youtube: how many YouTube sources supply two originals (the first straddles two splits);
+        shared_youtube: how many YouTube videos supply two originals (the first straddles two splits);
             at most a quarter of ``n_videos``.
     """
 
@@ -86,7 +86,7 @@ class SynthConfig:
     size: int = 256
     fps: int = 25
     seed: int = 0
-    methods: tuple[str, ...] = METHODS
+    manipulations: tuple[str, ...] = MANIPULATIONS
     compression: str = "c23"
     shared_youtube: int = 2
 
@@ -111,15 +111,16 @@ class SynthConfig:
             raise CrossfakeError(f"synth config: fps must be between 1 and 240, got {self.fps}")
         if self.seed < 0:
             raise CrossfakeError(f"synth config: seed must be non-negative, got {self.seed}")
-        methods = (self.methods,) if isinstance(self.methods, str) else tuple(self.methods)
-        unknown = [m for m in methods if m not in METHODS]
-        if unknown or not methods:
+        manipulations = self.manipulations
+        manipulations = (manipulations,) if isinstance(manipulations, str) else tuple(manipulations)
+        unknown = [m for m in manipulations if m not in MANIPULATIONS]
+        if unknown or not manipulations:
             raise CrossfakeError(
-                f"synth config: methods must be a non-empty selection of {', '.join(METHODS)}; "
-                f"got {list(methods)}"
+                f"synth config: manipulations must be a non-empty selection of {', '.join(MANIPULATIONS)}; "
+                f"got {list(manipulations)}"
             )
         # Official order, no duplicates: the config (and synth.json) does not depend on how it was typed.
-        object.__setattr__(self, "methods", tuple(m for m in METHODS if m in methods))
+        object.__setattr__(self, "manipulations", tuple(m for m in MANIPULATIONS if m in manipulations))
         if self.compression not in CRF:
             raise CrossfakeError(
                 f"synth config: compression must be one of {', '.join(CRF)}, got {self.compression!r}"
@@ -127,7 +128,7 @@ class SynthConfig:
         if not 0 <= self.shared_youtube <= self.n_videos // 4:
             raise CrossfakeError(
                 f"synth config: shared_youtube must be between 0 and n_videos/4 = {self.n_videos // 4} (each "
-                f"shared source joins two different pairs), got {self.shared_youtube}"
+                f"shared YouTube video joins two different pairs), got {self.shared_youtube}"
             )
 
     @property
@@ -141,13 +142,13 @@ class SynthConfig:
     def to_dict(self) -> dict[str, object]:
         """JSON-friendly form (as recorded in ``synth.json``)."""
         d = asdict(self)
-        d["methods"] = list(self.methods)
+        d["manipulations"] = list(self.manipulations)
         return d
 
 
 @dataclass(frozen=True)
 class Original:
-    """One original video of the plan: its name, person, YouTube source, split and pair partner."""
+    """One original video of the plan: its name, person, YouTube video, split and pair partner."""
 
     name: str
     identity: int
@@ -177,8 +178,8 @@ class Plan:
         return len({o.identity for o in self.originals.values()})
 
 
-def plan_dataset(config: SynthConfig) -> Plan:
-    """Pair the originals, assign pairs to splits and originals to people and YouTube sources."""
+def plan_corpus(config: SynthConfig) -> Plan:
+    """Pair the originals, assign pairs to splits and originals to people and YouTube videos."""
     rng = np.random.default_rng([config.seed, 0])
     names = [f"{i:03d}" for i in range(config.n_videos)]
     order = rng.permutation(config.n_videos)
@@ -191,7 +192,7 @@ def plan_dataset(config: SynthConfig) -> Plan:
             split_of_pair[k] = split
         start += count
 
-    # Shared YouTube sources: each couples one original from each of two different pairs (never the two
+    # Shared YouTube videos: each couples one original from each of two different pairs (never the two
     # originals of one pair: a fake of a person onto themselves would be no fake). The first couple
     # straddles train and val/test; the others stay within a split where possible, as most do in FF++.
     free = list(rng.permutation(len(pairs)))
@@ -205,21 +206,21 @@ def plan_dataset(config: SynthConfig) -> Plan:
         couples.append((first, second))
     shares = {pairs[b][int(rng.integers(2))]: pairs[a][int(rng.integers(2))] for a, b in couples}
 
-    # People and YouTube sources, numbered in name order; a sharing original reuses its partner's.
+    # People and YouTube videos, numbered in name order; a sharing original reuses its partner's.
     identity_of: dict[str, int] = {}
     youtube_of: dict[str, str] = {}
     partner_of = {a: b for a, b in pairs} | {b: a for a, b in pairs}
     split_of = {n: split_of_pair[k] for k, pair in enumerate(pairs) for n in pair}
-    sources: list[str] = []
+    videos: list[str] = []
     for name in sorted(names, key=lambda n: (n in shares, n)):
         if name in shares:
             base = shares[name]
             identity_of[name] = identity_of[base]
             youtube_of[name] = youtube_of[base][:-1] + "1"
         else:
-            identity_of[name] = len(sources)
-            sources.append("".join(rng.choice(list(_YOUTUBE_ALPHABET), 11)))
-            youtube_of[name] = f"{sources[-1]} 0"  # FF++'s form: "<youtube id> <sequence index>"
+            identity_of[name] = len(videos)
+            videos.append("".join(rng.choice(list(_YOUTUBE_ALPHABET), 11)))
+            youtube_of[name] = f"{videos[-1]} 0"  # FF++'s form: "<youtube id> <sequence index>"
     originals = {n: Original(n, identity_of[n], youtube_of[n], split_of[n], partner_of[n]) for n in names}
     splits = {s: [pairs[k] for k in range(len(pairs)) if split_of_pair[k] == s] for s in SPLIT_FRACTIONS}
     return Plan(originals=originals, splits=splits)
@@ -233,9 +234,9 @@ def original_path(out: Path, compression: str, name: str) -> Path:
     return out / "original_sequences" / "youtube" / compression / "videos" / f"{name}.mp4"
 
 
-def fake_path(out: Path, compression: str, method: str, target: str, source: str) -> Path:
-    """``OUT/manipulated_sequences/<method>/<compression>/videos/<target>_<source>.mp4``."""
-    return out / "manipulated_sequences" / method / compression / "videos" / f"{target}_{source}.mp4"
+def fake_path(out: Path, compression: str, manipulation: str, target: str, source: str) -> Path:
+    """``OUT/manipulated_sequences/<manipulation>/<compression>/videos/<target>_<source>.mp4``."""
+    return out / "manipulated_sequences" / manipulation / compression / "videos" / f"{target}_{source}.mp4"
 
 
 def encode_video(path: Path, frames: Iterable[np.ndarray], fps: int, crf: int) -> None:
@@ -270,7 +271,7 @@ class _PairJob:
     names: tuple[str, str]
     identities: tuple[Identity, Identity]
     motions: tuple[Motion, Motion]
-    todo: tuple[tuple[str, ...], ...]  # ("real", name) or (method, target, source)
+    todo: tuple[tuple[str, ...], ...]  # ("real", name) or (manipulation, target, source)
 
 
 def _run_pair(job: _PairJob) -> int:
@@ -292,11 +293,11 @@ def _run_pair(job: _PairJob) -> int:
             k = job.names.index(item[1])
             encode_video(original_path(job.out, cfg.compression, item[1]), clip(k).frames, cfg.fps, crf)
         else:
-            method, target, source = item
+            manipulation, target, source = item
             t, s = job.names.index(target), job.names.index(source)
-            rng = np.random.default_rng([cfg.seed, 4, METHODS.index(method), int(target), int(source)])
-            frames = to_uint8(manipulate(method, clip(t), clip(s), rng))
-            encode_video(fake_path(job.out, cfg.compression, method, target, source), frames, cfg.fps, crf)
+            rng = np.random.default_rng([cfg.seed, 4, MANIPULATIONS.index(manipulation), int(target), int(source)])
+            frames = to_uint8(manipulate(manipulation, clip(t), clip(s), rng))
+            encode_video(fake_path(job.out, cfg.compression, manipulation, target, source), frames, cfg.fps, crf)
     return len(job.todo)
 
 
@@ -331,6 +332,8 @@ def _check_existing(out: Path, config: SynthConfig) -> None:
         return
     try:
         previous = json.loads(meta.read_text(encoding="utf-8"))["config"]
+        if "methods" in previous and "manipulations" not in previous:  # written before the rename
+            previous["manipulations"] = previous.pop("methods")
     except (ValueError, KeyError, TypeError) as e:
         raise CrossfakeError(
             f"{meta} exists but is not a crossfake synth record ({e}); use another OUT"
@@ -338,7 +341,7 @@ def _check_existing(out: Path, config: SynthConfig) -> None:
     if previous != config.to_dict():
         changed = sorted(k for k in config.to_dict() if previous.get(k) != config.to_dict()[k])
         raise CrossfakeError(
-            f"{out} holds a synthetic dataset made with a different config (differs in "
+            f"{out} holds a synthetic corpus made with a different config (differs in "
             f"{', '.join(changed)}); use another OUT folder or delete this one"
         )
 
@@ -356,21 +359,21 @@ def synthesize(
     files are rewritten only if their content changed.
 
     Args:
-        out: the dataset root (created if missing).
+        out: the corpus root (created if missing).
         config: what to write; defaults to :class:`SynthConfig()`.
         workers: threads drawing identities and rendering and encoding pairs in parallel (default:
             :func:`crossfake.utils.workers.default_workers`, at least 1). The output does not depend on it.
         progress: show a progress bar over videos.
 
     Raises:
-        CrossfakeError: if ``out`` already holds a synthetic dataset made with a different config, or
+        CrossfakeError: if ``out`` already holds a synthetic corpus made with a different config, or
             FF++ folders that synth did not write.
     """
     config = config or SynthConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_existing(out, config)
-    plan = plan_dataset(config)
+    plan = plan_corpus(config)
 
     workers = max(1, workers or default_workers())  # threads; this one draws too, so at least 1
     # Identities (Haar-checked) and motions are drawn here, once, and handed to the pair jobs.
@@ -387,7 +390,7 @@ def synthesize(
     jobs, total, existing = [], 0, 0
     for a, b in plan.pairs:
         items: list[tuple[str, ...]] = [("real", a), ("real", b)]
-        items += [(m, t, s) for m in config.methods for t, s in ((a, b), (b, a))]
+        items += [(m, t, s) for m in config.manipulations for t, s in ((a, b), (b, a))]
         paths = [
             original_path(out, config.compression, i[1])
             if i[0] == "real"
@@ -424,7 +427,7 @@ def _remove_stale_temporaries(out: Path, config: SynthConfig) -> None:
     such file found at start-up is garbage; left in place, a reader globbing ``*.mp4`` would see it.
     """
     folders = [original_path(out, config.compression, "x").parent]
-    folders += [fake_path(out, config.compression, m, "x", "y").parent for m in config.methods]
+    folders += [fake_path(out, config.compression, m, "x", "y").parent for m in config.manipulations]
     for folder in folders:
         for stale in folder.glob(".*.tmp.mp4"):
             log.info("removing %s, left over from an interrupted run", stale)

@@ -84,7 +84,7 @@ class ClipBundle:
     tokenizer: object | None
     preprocess: ImagePreprocess
     spec: str
-    source: str  # "hub", "local-dir", "bundled", "tiny" or "shape"
+    origin: str  # where the weights came from: "hub", "local-dir", "bundled", "tiny" or "shape"
 
 
 def build_clip(spec: str = DEFAULT_CLIP, weights: bool = True, cache_dir: str | None = None) -> ClipBundle:
@@ -126,8 +126,8 @@ def build_clip(spec: str = DEFAULT_CLIP, weights: bool = True, cache_dir: str | 
         )
         raise CrossfakeError(f"cannot load CLIP weights {name!r}: {e.__class__.__name__}: "
                              f"{str(e).splitlines()[0]}. To fix: {hint}") from e
-    source = "bundled" if spec == SYNTH_TINY else "local-dir" if local else "hub"
-    return ClipBundle(model, tokenizer, ImagePreprocess.from_processor(processor), spec, source)
+    origin = "bundled" if spec == SYNTH_TINY else "local-dir" if local else "hub"
+    return ClipBundle(model, tokenizer, ImagePreprocess.from_processor(processor), spec, origin)
 
 
 def _config_for(name: str, local: Path | None, cache_dir: str | None):

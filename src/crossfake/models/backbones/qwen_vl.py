@@ -67,7 +67,7 @@ class QwenVLBundle:
     model: torch.nn.Module
     processor: object | None
     spec: str
-    source: str  # "hub", "local-dir", "tiny" or "shape"
+    origin: str  # where the weights came from: "hub", "local-dir", "tiny" or "shape"
 
 
 def _bnb_config(compute_dtype: torch.dtype):

@@ -4,10 +4,10 @@ Each pair is made in four steps, all seeded by ``(seed, step, index)`` so a batc
 was generated before it:
 
 1. **render** a person from a pool of identities (:class:`~crossfake.data.synth.faces.Identity`, drawn
-   from a seed stream of their own, so no face of a ``crossfake synth`` dataset is ever seen) in a random
+   from a seed stream of their own, so no face of a ``crossfake synth`` corpus is ever seen) in a random
    pose and expression, with sensor noise, exactly as ``crossfake synth`` renders a frame;
 2. **crop** the face the way ``crossfake prepare`` does (:func:`~crossfake.data.preprocess.crop.square_box`
-   with its 1.3x margin, black outside the frame), from the ground-truth box jittered like a detector's;
+   with its 1.3x margin, black outside the frame), from the ground-truth box jittered like a face detector's;
 3. **edit** some images locally (a smoothed, recoloured-with-a-seam, warped, pasted or grainy patch at a
    random place, size and strength) and **degrade** some globally (blur, grain, tint, exposure, strong
    JPEG), recording what was done;

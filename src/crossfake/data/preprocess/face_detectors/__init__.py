@@ -1,7 +1,7 @@
 """Face detectors, chosen by name: ``yunet`` (default for real corpora), ``dlib``, ``haar``.
 
 :mod:`.base` defines the contract (a callable from an RGB frame to :class:`Face` boxes with five
-landmarks) and the registry; each other module is one detector.
+landmarks) and the registry; each other module is one face detector.
 """
 
 from crossfake.data.preprocess.face_detectors import dlib, haar, yunet  # noqa: F401  (registration)

@@ -1,16 +1,16 @@
 """What a face detector is: a callable from an RGB frame to :class:`Face` boxes with five landmarks.
 
-A detector is built by name with :func:`create_face_detector` and called on an RGB ``uint8`` array of shape
-``(H, W, 3)``; it returns the faces it found in that frame's pixel coordinates, each with a
-detector-specific score (higher is more confident) and, where the detector gives them, five landmarks.
-Detectors hold native handles that do not pickle, so each worker process builds its own.
+A face detector is built by name with :func:`create_face_detector` and called on an RGB ``uint8`` array of
+shape ``(H, W, 3)``; it returns the faces it found in that frame's pixel coordinates, each with a score of
+its own scale (higher is more confident) and, where the face detector gives them, five landmarks.
+Face detectors hold native handles that do not pickle, so each worker process builds its own.
 
 Landmarks follow the 5-point convention of RetinaFace and InsightFace, in *image* terms: the eye on the
 image's left, the eye on the image's right, the nose tip, the mouth corner on the image's left, the one
 on the image's right (:data:`LANDMARK_NAMES`). Alignment (eyes level) and the pseudo-fake masks of
-self-blended training need them; a detector without landmarks (Haar) returns ``None``.
+self-blended training need them; a face detector without landmarks (Haar) returns ``None``.
 
-Add a detector by decorating a class whose ``__init__`` takes keyword options and whose ``__call__``
+Add a face detector by decorating a class whose ``__init__`` takes keyword options and whose ``__call__``
 maps a frame to faces::
 
     @register_face_detector("retinaface")
@@ -38,7 +38,7 @@ Point = tuple[float, float]
 
 @dataclass(frozen=True)
 class Face:
-    """A face box in frame pixels (``x1``/``y1`` exclusive), the detector's confidence, five landmarks."""
+    """A face box in frame pixels (``x1``/``y1`` exclusive), the face detector's confidence, five landmarks."""
 
     x0: float
     y0: float
@@ -96,7 +96,7 @@ def list_face_detectors() -> list[str]:
 
 
 def create_face_detector(name: str, **options: Any) -> FaceDetector:
-    """Build the detector ``name`` with detector-specific keyword ``options``.
+    """Build the face detector ``name`` with its own keyword ``options``.
 
     Raises:
         CrossfakeError: unknown name, unknown option, missing weights or a missing optional package.
@@ -107,8 +107,8 @@ def create_face_detector(name: str, **options: Any) -> FaceDetector:
 def downscale(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
     """Shrink ``image`` so its longest side is at most ``max_side``; return it and the factor applied.
 
-    Detectors run on the shrunk frame and map their boxes back with ``1 / factor``, so a 1080p frame
-    costs what a 640-pixel one does while the faces a video is about stay far above any detector's
+    Face detectors run on the shrunk frame and map their boxes back with ``1 / factor``, so a 1080p frame
+    costs what a 640-pixel one does while the faces a video is about stay far above any face detector's
     smallest size.
     """
     h, w = image.shape[:2]

@@ -79,7 +79,7 @@ class DlibDetector:
         max_side: int | None = 640,
     ) -> None:
         dlib = import_dlib()
-        self.detector = dlib.get_frontal_face_detector()
+        self.face_detector = dlib.get_frontal_face_detector()
         self.predictor = dlib.shape_predictor(str(dlib_model(LANDMARK_MODEL))) if landmarks else None
         self.gives_landmarks = landmarks
         self.upsample = upsample
@@ -88,7 +88,7 @@ class DlibDetector:
 
     def __call__(self, rgb: np.ndarray) -> list[Face]:
         image, scale = downscale(np.ascontiguousarray(rgb), self.max_side)
-        rects, scores, _ = self.detector.run(image, self.upsample, self.score_threshold)
+        rects, scores, _ = self.face_detector.run(image, self.upsample, self.score_threshold)
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if self.predictor is not None else None
         faces = []
         for rect, score in zip(rects, scores, strict=True):

@@ -21,22 +21,22 @@ class VideoRecord:
 
     Attributes:
         path: the file on disk, or a folder of frame images holding one clip (WildDeepfake).
-        dataset: corpus name, e.g. ``"ffpp"``.
-        method: ``"real"`` or the manipulation, e.g. ``"FaceSwap"``.
-        name: the file's stem within its method folder, e.g. ``"000_003"``.
+        corpus: corpus name, e.g. ``"ffpp"``.
+        manipulation: ``"real"`` or how it was faked, e.g. ``"FaceSwap"``.
+        name: the file's stem within its manipulation folder, e.g. ``"000_003"``.
         label: 0 real, 1 fake.
         target_id: person whose footage it is.
         source_id: person whose face was inserted (equals ``target_id`` for a real video).
         identity_keys: every key that ties this video to a person: person ids and, where known, the
-            YouTube source of each (two FF++ sequences cut from one YouTube video show the same people).
+            YouTube video of each (two FF++ sequences cut from one YouTube video show the same people).
             Videos sharing any key fall into the same identity group.
         official_split: the corpus's own split for this video, if it has one.
         compression: e.g. ``"c23"``, for the record.
     """
 
     path: Path
-    dataset: str
-    method: str
+    corpus: str
+    manipulation: str
     name: str
     label: int
     target_id: str
@@ -47,14 +47,14 @@ class VideoRecord:
 
     @property
     def video_id(self) -> str:
-        return f"{self.dataset}/{self.method}/{self.name}"
+        return f"{self.corpus}/{self.manipulation}/{self.name}"
 
     @property
     def is_image(self) -> bool:
         return self.path.suffix.lower() in IMAGE_SUFFIXES
 
 
-class Source(Protocol):
+class Corpus(Protocol):
     """A corpus adapter: built from a root folder, it lists the corpus's videos."""
 
     name: str
@@ -62,37 +62,37 @@ class Source(Protocol):
     def records(self) -> list[VideoRecord]: ...
 
 
-SOURCES: Registry[type] = Registry("data source")
+CORPORA: Registry[type] = Registry("corpus")
 
 
-def register_source(name: str) -> Callable[[type], type]:
-    """Class decorator that makes an adapter available to :func:`get_source` under ``name``."""
+def register_corpus(name: str) -> Callable[[type], type]:
+    """Class decorator that makes an adapter available to :func:`get_corpus` under ``name``."""
 
     def deco(cls: type) -> type:
         cls.name = name
-        return SOURCES.register(name)(cls)
+        return CORPORA.register(name)(cls)
 
     return deco
 
 
-def list_sources() -> list[str]:
-    return SOURCES.names()
+def list_corpora() -> list[str]:
+    return CORPORA.names()
 
 
-def get_source(name: str, root: str | Path, **options) -> Source:
+def get_corpus(name: str, root: str | Path, **options) -> Corpus:
     """Build the adapter ``name`` over ``root``; options are adapter-specific (e.g. ``compression``)."""
-    SOURCES.get(name)  # an unknown name is reported before the path
+    CORPORA.get(name)  # an unknown name is reported before the path
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise CrossfakeError(f"dataset root {root} does not exist or is not a folder")
-    return SOURCES.build(name, root, **options)
+        raise CrossfakeError(f"corpus root {root} does not exist or is not a folder")
+    return CORPORA.build(name, root, **options)
 
 
-def source_fake_methods(name: str) -> tuple[str, ...] | None:
-    """The ``method`` names of the fakes adapter ``name`` lists, where they are fixed by the corpus (an
-    adapter's ``fake_methods`` attribute); None where they depend on the data (FF++, a folder)."""
-    methods = getattr(SOURCES.get(name), "fake_methods", None)
-    return tuple(methods) if methods else None
+def corpus_fake_manipulations(name: str) -> tuple[str, ...] | None:
+    """The ``manipulation`` names of the fakes adapter ``name`` lists, where they are fixed by the corpus (an
+    adapter's ``fake_manipulations`` attribute); None where they depend on the data (FF++, a folder)."""
+    manipulations = getattr(CORPORA.get(name), "fake_manipulations", None)
+    return tuple(manipulations) if manipulations else None
 
 
 def list_media(folder: Path, suffixes: frozenset[str] = VIDEO_SUFFIXES) -> list[Path]:
@@ -129,12 +129,12 @@ def listing(folder: Path, limit: int = 12) -> str:
     return ", ".join(names[:limit]) + more
 
 
-def first_per_method(records: list[VideoRecord], limit: int) -> list[VideoRecord]:
-    """The first ``limit`` records of every (dataset, method), in the adapter's order."""
+def first_per_manipulation(records: list[VideoRecord], limit: int) -> list[VideoRecord]:
+    """The first ``limit`` records of every (corpus, manipulation), in the adapter's order."""
     seen: dict[tuple[str, str], int] = {}
     kept = []
     for rec in records:
-        key = (rec.dataset, rec.method)
+        key = (rec.corpus, rec.manipulation)
         seen[key] = seen.get(key, 0) + 1
         if seen[key] <= limit:
             kept.append(rec)

@@ -1,4 +1,4 @@
-"""The DeepFake Detection Challenge (DFDC) dataset in its download layout.
+"""The DeepFake Detection Challenge (DFDC) corpus in its download layout.
 
 ::
 
@@ -24,20 +24,20 @@ import csv
 import json
 from pathlib import Path
 
+from crossfake.data.corpora.base import VideoRecord, list_media, listing, register_corpus
 from crossfake.data.manifest import REAL, SPLITS
-from crossfake.data.sources.base import VideoRecord, list_media, listing, register_source
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.logging import get_logger
 
-log = get_logger("sources.dfdc")
+log = get_logger("corpora.dfdc")
 
 FAKE = "fake"
-"""The ``method`` of every DFDC fake: the metadata does not say which manipulation made it."""
+"""The ``manipulation`` of every DFDC fake: the metadata does not say which manipulation made it."""
 
 _LABELS = {"FAKE": 1, "REAL": 0}
 
 
-@register_source("dfdc")
+@register_corpus("dfdc")
 class DeepfakeDetectionChallenge:
     """Adapter for a DFDC download (training parts and/or the public test set).
 
@@ -47,7 +47,7 @@ class DeepfakeDetectionChallenge:
     """
 
     name = "dfdc"
-    fake_methods = (FAKE,)
+    fake_manipulations = (FAKE,)
 
     def __init__(self, root: Path, include_real: bool = True) -> None:
         self.root = Path(root)
@@ -130,7 +130,7 @@ class DeepfakeDetectionChallenge:
                 target = Path(original).stem if label == 1 and original else name
                 out.append(
                     VideoRecord(
-                        path=path, dataset=self.name, method=FAKE if label else REAL, name=name, label=label,
+                        path=path, corpus=self.name, manipulation=FAKE if label else REAL, name=name, label=label,
                         target_id=target, source_id=target, official_split=split,
                     )
                 )

@@ -33,21 +33,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from crossfake.data.manifest import REAL
-from crossfake.data.sources.base import (
+from crossfake.data.corpora.base import (
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
     VideoRecord,
     listing,
-    register_source,
+    register_corpus,
 )
+from crossfake.data.manifest import REAL
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.logging import get_logger
 
-log = get_logger("sources.wilddeepfake")
+log = get_logger("corpora.wilddeepfake")
 
-FAKE_METHOD = "fake"
-"""The ``method`` of every WildDeepfake fake: the corpus does not say which manipulation made it."""
+FAKE_MANIPULATION = "fake"
+"""The ``manipulation`` of every WildDeepfake fake: the corpus does not say which manipulation made it."""
 
 #: split folder -> (label, official split)
 SPLIT_FOLDERS: dict[str, tuple[int, str]] = {
@@ -60,7 +60,7 @@ _ARCHIVES = (".tar", ".tar.gz", ".tgz", ".zip")
 _LABEL_FOLDERS = ("real", "fake")
 
 
-@register_source("wilddeepfake")
+@register_corpus("wilddeepfake")
 class WildDeepfake:
     """Adapter for an unpacked WildDeepfake download.
 
@@ -70,7 +70,7 @@ class WildDeepfake:
     """
 
     name = "wilddeepfake"
-    fake_methods = (FAKE_METHOD,)
+    fake_manipulations = (FAKE_MANIPULATION,)
 
     def __init__(self, root: Path, include_real: bool = True) -> None:
         self.root = Path(root)
@@ -98,8 +98,8 @@ class WildDeepfake:
                 out.append(
                     VideoRecord(
                         path=clip,
-                        dataset=self.name,
-                        method=REAL if label == 0 else FAKE_METHOD,
+                        corpus=self.name,
+                        manipulation=REAL if label == 0 else FAKE_MANIPULATION,
                         name=f"{folder_name}/{rel.with_suffix('').as_posix()}",
                         label=label,
                         target_id=person,

@@ -3,7 +3,7 @@
 ::
 
     ROOT/original_sequences/youtube/<compression>/videos/000.mp4 … 999.mp4
-    ROOT/manipulated_sequences/<Method>/<compression>/videos/<target>_<source>.mp4
+    ROOT/manipulated_sequences/<Manipulation>/<compression>/videos/<target>_<source>.mp4
     ROOT/{train,val,test}.json            (or ROOT/splits/…)   official pair lists, optional
     ROOT/conversion_dict.json             (or ROOT/misc/…, ROOT/original_sequences/youtube/…), optional
 
@@ -22,15 +22,15 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from crossfake.data.corpora.base import VideoRecord, list_media, listing, register_corpus
+from crossfake.data.corpora.dfd import FAKE_MANIPULATION as DFD_MANIPULATION
 from crossfake.data.manifest import REAL, SPLITS
-from crossfake.data.sources.base import VideoRecord, list_media, listing, register_source
-from crossfake.data.sources.dfd import FAKE_METHOD as DFD_METHOD
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.logging import get_logger
 
-log = get_logger("sources.ffpp")
+log = get_logger("corpora.ffpp")
 
-FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
+FFPP_MANIPULATIONS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
 _FAKE_NAME = re.compile(r"^(\d+)_(\d+)$")
 # A YouTube id is 11 characters from [A-Za-z0-9_-]; FF++ appends the sequence index within that video,
 # after a space in the real conversion_dict.json ("nUNnFudF2pA 0") or after "_" in some copies.
@@ -56,14 +56,14 @@ def _first_existing(root: Path, relpaths: list[str]) -> Path | None:
     return next((root / p for p in relpaths if (root / p).is_file()), None)
 
 
-@register_source("ffpp")
+@register_corpus("ffpp")
 class FaceForensics:
     """Adapter for a FaceForensics++ download.
 
     Args:
         root: the folder holding ``original_sequences`` and ``manipulated_sequences``.
         compression: ``raw``, ``c23`` or ``c40`` (the sub-folder of each sequence type).
-        methods: manipulations to read; default every one present.
+        manipulations: manipulations to read; default every one present.
         include_real: also list the original sequences.
         split_dir: folder with ``train.json``/``val.json``/``test.json`` (default: ROOT or ROOT/splits).
     """
@@ -74,7 +74,7 @@ class FaceForensics:
         self,
         root: Path,
         compression: str = "c23",
-        methods: list[str] | tuple[str, ...] | None = None,
+        manipulations: list[str] | tuple[str, ...] | None = None,
         include_real: bool = True,
         split_dir: str | Path | None = None,
     ) -> None:
@@ -82,22 +82,22 @@ class FaceForensics:
         self.compression = compression
         self.include_real = include_real
         self._check_layout()
-        present = self.available_methods()
-        if methods is None:
-            self.methods = present
+        present = self.available_manipulations()
+        if manipulations is None:
+            self.manipulations = present
         else:
-            if DFD_METHOD in methods:
+            if DFD_MANIPULATION in manipulations:
                 raise CrossfakeError(
-                    f"{DFD_METHOD} is not an FF++ manipulation method: its actors' footage is read by the "
-                    f"`dfd` corpus (`--source dfd`, or `source: dfd` in a corpus of an experiment)"
+                    f"{DFD_MANIPULATION} is not an FF++ manipulation: its actors' footage is read by the "
+                    f"`dfd` corpus (`--corpus dfd`, or `corpus: dfd` in a corpus of an experiment)"
                 )
-            unknown = [m for m in methods if m not in present]
+            unknown = [m for m in manipulations if m not in present]
             if unknown:
                 raise CrossfakeError(
-                    f"method(s) {unknown} not found at {self.root / 'manipulated_sequences'} for "
+                    f"manipulation(s) {unknown} not found at {self.root / 'manipulated_sequences'} for "
                     f"compression {compression!r}; present: {present or 'none'}"
                 )
-            self.methods = list(methods)
+            self.manipulations = list(manipulations)
         self.split_dir = Path(split_dir) if split_dir else None
 
     # -- layout -------------------------------------------------------------------------------------
@@ -121,10 +121,10 @@ class FaceForensics:
     def _real_dir(self) -> Path:
         return self.root / "original_sequences" / "youtube" / self.compression / "videos"
 
-    def _method_dir(self, method: str) -> Path:
-        return self.root / "manipulated_sequences" / method / self.compression / "videos"
+    def _manipulation_dir(self, manipulation: str) -> Path:
+        return self.root / "manipulated_sequences" / manipulation / self.compression / "videos"
 
-    def available_methods(self) -> list[str]:
+    def available_manipulations(self) -> list[str]:
         manip = self.root / "manipulated_sequences"
         if not manip.is_dir():
             return []
@@ -132,7 +132,7 @@ class FaceForensics:
         # `dfd` corpus reads it.
         return sorted(
             p.name for p in manip.iterdir()
-            if p.is_dir() and p.name != DFD_METHOD and (p / self.compression / "videos").is_dir()
+            if p.is_dir() and p.name != DFD_MANIPULATION and (p / self.compression / "videos").is_dir()
         )
 
     # -- metadata -----------------------------------------------------------------------------------
@@ -159,7 +159,7 @@ class FaceForensics:
                     raise CrossfakeError(f"video {i} is listed in both {owner[i]}.json and {split}.json")
         return owner
 
-    def youtube_sources(self) -> dict[str, str]:
+    def youtube_videos(self) -> dict[str, str]:
         """Original id -> YouTube video id (sequence index dropped), from ``conversion_dict.json`` ({} if
         absent)."""
         f = _first_existing(
@@ -187,7 +187,7 @@ class FaceForensics:
 
     def records(self) -> list[VideoRecord]:
         splits = self.official_splits()
-        youtube = self.youtube_sources()
+        youtube = self.youtube_videos()
 
         def keys(*people: str) -> tuple[str, ...]:
             return tuple(sorted({f"youtube:{youtube[p]}" for p in people if p in youtube}))
@@ -198,13 +198,13 @@ class FaceForensics:
                 vid = path.stem
                 out.append(
                     VideoRecord(
-                        path=path, dataset=self.name, method=REAL, name=vid, label=0, target_id=vid,
+                        path=path, corpus=self.name, manipulation=REAL, name=vid, label=0, target_id=vid,
                         source_id=vid, identity_keys=keys(vid), official_split=splits.get(vid),
                         compression=self.compression,
                     )
                 )
-        for method in self.methods:
-            for path in list_media(self._method_dir(method)):
+        for manipulation in self.manipulations:
+            for path in list_media(self._manipulation_dir(manipulation)):
                 m = _FAKE_NAME.match(path.stem)
                 if m is None:
                     log.warning("skipping %s: not named <target>_<source>", path)
@@ -215,7 +215,7 @@ class FaceForensics:
                     log.warning("%s joins %s and %s from different official splits", path, target, source)
                 out.append(
                     VideoRecord(
-                        path=path, dataset=self.name, method=method, name=path.stem, label=1,
+                        path=path, corpus=self.name, manipulation=manipulation, name=path.stem, label=1,
                         target_id=target, source_id=source, identity_keys=keys(target, source),
                         official_split=split, compression=self.compression,
                     )

@@ -34,15 +34,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from crossfake.data.corpora.base import VideoRecord, list_media, listing, register_corpus
 from crossfake.data.manifest import REAL
-from crossfake.data.sources.base import VideoRecord, list_media, listing, register_source
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.logging import get_logger
 
-log = get_logger("sources.celebdf")
+log = get_logger("corpora.celebdf")
 
-FAKE_METHOD = "Celeb-synthesis"
-"""The ``method`` of every Celeb-DF fake (its folder's name)."""
+FAKE_MANIPULATION = "Celeb-synthesis"
+"""The ``manipulation`` of every Celeb-DF fake (its folder's name)."""
 
 TEST_LIST = "List_of_testing_videos.txt"
 
@@ -60,7 +60,7 @@ _CELEB_REAL = re.compile(r"^(id\d+)_(\d+)$")
 _CELEB_FAKE = re.compile(r"^(id\d+)_(id\d+)_(\d+)$")
 
 
-@register_source("celebdf")
+@register_corpus("celebdf")
 class CelebDF:
     """Adapter for a Celeb-DF v2 download.
 
@@ -71,7 +71,7 @@ class CelebDF:
     """
 
     name = "celebdf"
-    fake_methods = (FAKE_METHOD,)
+    fake_manipulations = (FAKE_MANIPULATION,)
 
     def __init__(self, root: Path, include_real: bool = True, test_list: str | Path | None = None) -> None:
         self.root = Path(root)
@@ -158,8 +158,8 @@ class CelebDF:
                 out.append(
                     VideoRecord(
                         path=path,
-                        dataset=self.name,
-                        method=REAL if label == 0 else FAKE_METHOD,
+                        corpus=self.name,
+                        manipulation=REAL if label == 0 else FAKE_MANIPULATION,
                         name=name,
                         label=label,
                         target_id=people[0],

@@ -1,14 +1,14 @@
-"""Any corpus arranged as ``real/…`` and ``fake/<method>/…``: bring Celeb-DF, DFDC or your own data.
+"""Any corpus arranged as ``real/…`` and ``fake/<manipulation>/…``: bring Celeb-DF, DFDC or your own data.
 
 ::
 
-    ROOT/real/<anything>/clip.mp4            videos or still images, any depth
-    ROOT/fake/<method>/<anything>/clip.mp4   one folder per manipulation
-    ROOT/fake/clip.mp4                       fakes of unknown method get method "fake"
-    ROOT/identities.csv                      optional: path,target_id[,source_id]
+    ROOT/real/<anything>/clip.mp4                  videos or still images, any depth
+    ROOT/fake/<manipulation>/<anything>/clip.mp4   one folder per manipulation
+    ROOT/fake/clip.mp4                             fakes of unknown manipulation get manipulation "fake"
+    ROOT/identities.csv                            optional: path,target_id[,source_id]
 
 Without ``identities.csv`` each file is its own person, except that files inside the same sub-folder of a
-method folder (``real/id07/…``) share that folder's name as their identity — the common way corpora
+manipulation folder (``real/id07/…``) share that folder's name as their identity — the common way corpora
 group clips of one person. Give ``identities.csv`` (paths relative to ROOT) to state who appears where;
 only then can a split keep a person's real and fake videos on one side.
 """
@@ -18,35 +18,35 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from crossfake.data.corpora.base import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoRecord, listing, register_corpus
 from crossfake.data.manifest import REAL
-from crossfake.data.sources.base import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoRecord, listing, register_source
 from crossfake.utils.errors import CrossfakeError
 
 _MEDIA = VIDEO_SUFFIXES | IMAGE_SUFFIXES
 
 
-@register_source("folder")
+@register_corpus("folder")
 class MediaFolder:
-    """Adapter for a ``real/`` + ``fake/<method>/`` folder of videos or images.
+    """Adapter for a ``real/`` + ``fake/<manipulation>/`` folder of videos or images.
 
     Args:
         root: the folder holding ``real/`` and ``fake/``.
-        dataset: the corpus name written to the manifest (default: the root folder's name).
-        methods: fake methods to read; default every one present.
+        corpus: the corpus name written to the manifest (default: the root folder's name).
+        manipulations: fake manipulations to read; default every one present.
     """
 
     name = "folder"
 
-    def __init__(self, root: Path, dataset: str | None = None, methods: list[str] | None = None) -> None:
+    def __init__(self, root: Path, corpus: str | None = None, manipulations: list[str] | None = None) -> None:
         self.root = Path(root)
-        self.dataset = dataset or self.root.resolve().name.lower()
+        self.corpus = corpus or self.root.resolve().name.lower()
         real, fake = self.root / "real", self.root / "fake"
         if not real.is_dir() and not fake.is_dir():
             raise CrossfakeError(
-                f"{self.root} is not a real/fake folder dataset: expected 'real/' and 'fake/<method>/' "
+                f"{self.root} is not a real/fake folder corpus: expected 'real/' and 'fake/<manipulation>/' "
                 f"sub-folders, found: {listing(self.root)}"
             )
-        self.methods = methods
+        self.manipulations = manipulations
         self._identities = self._read_identities()
 
     def _read_identities(self) -> dict[str, tuple[str, str]]:
@@ -63,7 +63,7 @@ class MediaFolder:
             }
 
     def _groups(self) -> list[tuple[str, int, Path]]:
-        """(method, label, folder) for every method folder present."""
+        """(manipulation, label, folder) for every manipulation folder present."""
         groups: list[tuple[str, int, Path]] = []
         if (self.root / "real").is_dir():
             groups.append((REAL, 0, self.root / "real"))
@@ -74,19 +74,19 @@ class MediaFolder:
             if loose or not subdirs:
                 groups.append(("fake", 1, fake))
             groups.extend((p.name, 1, p) for p in subdirs)
-        if self.methods is not None:
+        if self.manipulations is not None:
             present = {m for m, label, _ in groups if label == 1}
-            unknown = sorted(set(self.methods) - present)
+            unknown = sorted(set(self.manipulations) - present)
             if unknown:
-                raise CrossfakeError(f"method(s) {unknown} not found under {fake}; present: {sorted(present)}")
-            groups = [g for g in groups if g[1] == 0 or g[0] in self.methods]
+                raise CrossfakeError(f"manipulation(s) {unknown} not found under {fake}; present: {sorted(present)}")
+            groups = [g for g in groups if g[1] == 0 or g[0] in self.manipulations]
         return groups
 
     def records(self) -> list[VideoRecord]:
         out: list[VideoRecord] = []
-        for method, label, folder in self._groups():
-            # The loose-fakes folder must not swallow the per-method folders below it.
-            files = folder.glob("*") if method == "fake" else folder.rglob("*")
+        for manipulation, label, folder in self._groups():
+            # The loose-fakes folder must not swallow the per-manipulation folders below it.
+            files = folder.glob("*") if manipulation == "fake" else folder.rglob("*")
             media = (p for p in files if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in _MEDIA)
             for path in sorted(media):
                 rel = path.relative_to(folder)
@@ -97,7 +97,7 @@ class MediaFolder:
                 )
                 out.append(
                     VideoRecord(
-                        path=path, dataset=self.dataset, method=method, name=name, label=label,
+                        path=path, corpus=self.corpus, manipulation=manipulation, name=name, label=label,
                         target_id=target, source_id=source,
                     )
                 )

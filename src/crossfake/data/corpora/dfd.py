@@ -22,24 +22,24 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from crossfake.data.corpora.base import VideoRecord, list_media, listing, register_corpus
 from crossfake.data.manifest import REAL
-from crossfake.data.sources.base import VideoRecord, list_media, listing, register_source
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.logging import get_logger
 
-log = get_logger("sources.dfd")
+log = get_logger("corpora.dfd")
 
-FAKE_METHOD = "DeepFakeDetection"
-"""The ``method`` of every DFD fake (FF++'s folder name for it)."""
+FAKE_MANIPULATION = "DeepFakeDetection"
+"""The ``manipulation`` of every DFD fake (FF++'s folder name for it)."""
 
 REAL_DIR = Path("original_sequences", "actors")
-FAKE_DIR = Path("manipulated_sequences", FAKE_METHOD)
+FAKE_DIR = Path("manipulated_sequences", FAKE_MANIPULATION)
 
 _REAL_NAME = re.compile(r"^(\d+)__(.+)$")
 _FAKE_NAME = re.compile(r"^(\d+)_(\d+)__(.+)__([A-Za-z0-9]+)$")
 
 
-@register_source("dfd")
+@register_corpus("dfd")
 class DeepFakeDetection:
     """Adapter for DeepFakeDetection inside a FaceForensics++ download.
 
@@ -50,7 +50,7 @@ class DeepFakeDetection:
     """
 
     name = "dfd"
-    fake_methods = (FAKE_METHOD,)
+    fake_manipulations = (FAKE_MANIPULATION,)
 
     def __init__(self, root: Path, compression: str = "c23", include_real: bool = True) -> None:
         self.root = Path(root)
@@ -81,13 +81,13 @@ class DeepFakeDetection:
                 )
 
     def records(self) -> list[VideoRecord]:
-        # (folder, name pattern, what the name should look like, method, label); a real video's one actor is
-        # both its target and its source
-        kinds = [(FAKE_DIR, _FAKE_NAME, "<target>_<source>__<scene>__<hash>", FAKE_METHOD, 1)]
+        # (folder, name pattern, what the name should look like, manipulation, label); a real video's one
+        # actor is both its target and its source
+        kinds = [(FAKE_DIR, _FAKE_NAME, "<target>_<source>__<scene>__<hash>", FAKE_MANIPULATION, 1)]
         if self.include_real:
             kinds.insert(0, (REAL_DIR, _REAL_NAME, "<actor>__<scene>", REAL, 0))
         out: list[VideoRecord] = []
-        for folder, pattern, expected, method, label in kinds:
+        for folder, pattern, expected, manipulation, label in kinds:
             for path in list_media(self._dir(folder)):
                 m = pattern.match(path.stem)
                 if m is None:
@@ -95,8 +95,9 @@ class DeepFakeDetection:
                     continue
                 target = m.group(1)
                 source = m.group(2) if label else target
-                out.append(VideoRecord(path=path, dataset=self.name, method=method, name=path.stem, label=label,
-                                       target_id=target, source_id=source, compression=self.compression))
+                out.append(VideoRecord(path=path, corpus=self.name, manipulation=manipulation, name=path.stem,
+                                       label=label, target_id=target, source_id=source,
+                                       compression=self.compression))
         if not out:
             raise CrossfakeError(
                 f"no DeepFakeDetection videos found under {self.root} for compression {self.compression!r} "
