@@ -319,6 +319,18 @@ def test_a_run_dir_with_another_config_is_refused(trained: tuple[TrainConfig, Pa
         train(config.model_copy(update={"out": tmp_path}), progress=False)
 
 
+def test_a_finished_run_on_a_manifest_with_other_contents_is_refused(tmp_path: Path) -> None:
+    """Re-finalising a finished run on a re-split manifest would choose its threshold on other rows."""
+    manifest = make_tiny_split(tmp_path / "data")
+    config = tiny_config(manifest, tmp_path / "run", tmp_path / "cache", epochs=1)
+    train(config, progress=False)
+    train(config, progress=False)  # the same run again: re-finalised, nothing refused
+    df = read_manifest(manifest)
+    write_manifest(df.iloc[1:], manifest)  # same path, one row fewer
+    with pytest.raises(CrossfakeError, match=r"different config \(changed: data.manifest \(its contents\)\)"):
+        train(config, progress=False)
+
+
 # -- the feature cache ------------------------------------------------------------------------------------
 
 

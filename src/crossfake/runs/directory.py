@@ -35,6 +35,7 @@ from crossfake.runs.config import TrainConfig
 from crossfake.runs.record import RUN_FILE, RUN_FORMAT, RunRecord, check_format
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import atomic_path, write_json_atomic
+from crossfake.utils.provenance import file_sha256
 
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "train.log"
@@ -178,13 +179,27 @@ def write_run_record(run_dir: Path, record: RunRecord) -> None:
 
 def config_changes(config: TrainConfig) -> list[str]:
     """The keys in which ``config`` differs from the run already in ``config.out`` (empty: none there yet,
-    or the same run, which resumes); a run's outcome never depends on the keys of ``RUN_CONTROL_KEYS``."""
+    or the same run, which resumes); a run's outcome never depends on the keys of ``RUN_CONTROL_KEYS``.
+
+    A finished run also records its manifest's sha256: the same path with other contents (re-split, rows
+    added) is a change too, ``data.manifest (its contents)``; re-finalising the run on it would choose the
+    threshold on other validation rows.
+    """
     if config.out is None:
         raise CrossfakeError("no run directory: set `out:` in the config or pass --out")
     saved = config.out / CONFIG_FILE
     if not saved.is_file():
         return []
-    return config.resolved().differences(TrainConfig.from_yaml(saved, check_paths=False))
+    changed = config.resolved().differences(TrainConfig.from_yaml(saved, check_paths=False))
+    record, manifest = config.out / RUN_FILE, config.data.manifest
+    if not changed and record.is_file() and manifest.is_file():
+        try:
+            recorded = RunRecord.from_json(_read_json(record), record).manifest_sha256
+        except CrossfakeError:  # an unreadable record is rewritten when the run is finalised again
+            recorded = None
+        if recorded is not None and recorded != file_sha256(manifest):
+            changed.append("data.manifest (its contents)")
+    return changed
 
 
 def read_run_info(run_dir: str | Path) -> RunInfo:
