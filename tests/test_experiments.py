@@ -220,9 +220,11 @@ def test_run_resumes_and_survives_a_failing_method(corpus, tmp_path: Path, capsy
     # Changing a finished entry's setting is refused before anything runs, naming the entry and the key;
     # the finished entry keeps its record (it is not retrained, nor marked failed).
     changed = ExperimentConfig.parse(experiment(corpus, methods={"linear_probe": {}, "lora": {"method": {"r": 4}}}))
+    written = {name: (run_dir / name).read_bytes() for name in ("experiment.yaml", "experiment.json", "split.parquet")}
     with pytest.raises(CrossfakeError, match=r"trained with other settings.*lora \(changed: [^)]*method\.r\)"):
         run_experiment(changed, run_dir, progress=False, report=False, on_method=ran.append)
     assert ran == [] and read_experiment(run_dir).entries["lora"].status == "done"
+    assert {name: (run_dir / name).read_bytes() for name in written} == written  # nothing was rewritten
     # ... unless only the other entries run.
     run_experiment(changed, run_dir, progress=False, report=False, on_method=ran.append, only=["linear_probe"])
     assert ran == []

@@ -77,12 +77,18 @@ def test_a_record_of_an_older_version_reads_with_the_new_keys_missing() -> None:
         ({"steps": True}, "`steps` must be an integer"),
         ({"method": None}, "`method` must be a string"),
         ({"crop": [1, 2]}, "`crop` must be a JSON object"),
+        ({"prediction_columns": {"details": 5}}, "`prediction_columns` is malformed"),
     ],
 )
 def test_a_broken_record_names_the_file_and_the_key(changes: dict, message: str) -> None:
     with pytest.raises(CrossfakeError, match=message) as e:
         RunRecord.from_json(_raw(**changes), WHERE)
     assert str(WHERE) in str(e.value)
+
+
+def test_a_record_that_is_not_an_object_is_refused() -> None:
+    with pytest.raises(CrossfakeError, match="expected a JSON object, not list"):
+        RunRecord.from_json([1, 2], WHERE)
 
 
 def test_a_record_without_a_result_is_not_a_finished_run() -> None:

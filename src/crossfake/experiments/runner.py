@@ -121,12 +121,10 @@ def run_experiment(
     if unknown:
         raise CrossfakeError(f"--only names no method entry of {config.name}: {unknown} "
                              f"(entries: {', '.join(config.methods)})")
-    names = [n for n in config.methods if not only or n in only]
-    _check_method_dirs(config, run_dir, names)
+    _check_method_dirs(config, run_dir, [n for n in config.methods if not only or n in only])
     experiment = _start(config, run_dir)
     experiment.executor = (executor or LocalExecutor()).describe()
     split_path = _data(config, run_dir, experiment, progress, executor)
-    _check_method_dirs(config, run_dir, names)  # again: the split may have been rewritten with other rows
 
     for name in config.methods:
         entry = experiment.methods.setdefault(name, MethodEntry(name))
@@ -296,9 +294,8 @@ def _same_rows(old: pd.DataFrame, new: pd.DataFrame) -> bool:
 
 
 def _check_method_dirs(config: ExperimentConfig, run_dir: Path, names: Sequence[str]) -> None:
-    """Refuse to run entries whose folder holds a run trained with other settings, or on a split with other
-    rows (see :func:`config_changes`): the experiment's table would mix two configs. Called before anything
-    is written, and again once the split is known."""
+    """Refuse, before anything is written, to run entries whose folder holds a run trained with other
+    settings: the experiment's table would mix two configs (a finished entry would be retrained and fail)."""
     problems = []
     for name in names:
         train_config = config.train_config(name, manifest=run_dir / SPLIT_FILE, out=run_dir / METHODS_DIR / name,

@@ -79,8 +79,10 @@ class RunRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any], where: Path) -> RunRecord:
+    def from_json(cls, raw: Any, where: Path) -> RunRecord:
         """The record of ``raw`` (the parsed ``where``), checked key by key."""
+        if not isinstance(raw, dict):
+            raise CrossfakeError(f"{where}: expected a JSON object, not {type(raw).__name__}")
         check_format(raw, where)
         known = {f.name for f in fields(cls)} - {"provenance", "extra", "prediction_columns"}
         values: dict[str, Any] = {k: raw[k] for k in known if k in raw}
@@ -93,9 +95,13 @@ class RunRecord:
             if raw.get(key) is not None and not isinstance(raw[key], dict):
                 raise CrossfakeError(f"{where}: `{key}` must be a JSON object, not {raw[key]!r:.80}")
         declared = raw.get("prediction_columns")
+        try:
+            columns = PredictionColumns.from_dict(declared) if declared is not None else None
+        except (TypeError, AttributeError) as e:
+            raise CrossfakeError(f"{where}: `prediction_columns` is malformed: {e}") from None
         return cls(
             **values,
-            prediction_columns=PredictionColumns.from_dict(declared) if declared is not None else None,
+            prediction_columns=columns,
             provenance={k: raw[k] for k in PROVENANCE_KEYS if k in raw},
             extra={k: v for k, v in raw.items() if k not in known | set(PROVENANCE_KEYS) | _OWN_KEYS},
         )
