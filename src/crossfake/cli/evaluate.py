@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from crossfake.data.manifest import RENAMED_COLUMNS, SPLIT_COLUMN, read_manifest
+from crossfake.data.manifest import SPLIT_COLUMN, current_column, read_manifest
 from crossfake.evaluation.aggregate import Evaluation, evaluate_predictions
 from crossfake.evaluation.plots import plot_roc
 from crossfake.evaluation.tables import format_results
@@ -166,9 +166,7 @@ def run(args: argparse.Namespace) -> int:
             executor.close()
 
     thresholds = {"0.5": 0.5, "val EER": info.threshold}
-    group_col = args.group_col
-    if group_col is not None and group_col not in preds.columns and RENAMED_COLUMNS.get(group_col) in preds.columns:
-        group_col = RENAMED_COLUMNS[group_col]  # an old name (`method`), read under today's (`manipulation`)
+    group_col = current_column(args.group_col, preds.columns) if args.group_col is not None else None
     evaluations = {
         label: evaluate_predictions(
             preds, group_col=group_col, threshold=thr, n_boot=args.bootstrap, seed=args.seed

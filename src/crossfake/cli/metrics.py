@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from crossfake.data.manifest import RENAMED_COLUMNS, upgrade
+from crossfake.data.manifest import current_column, upgrade
 from crossfake.evaluation.aggregate import Evaluation, evaluate_predictions
 from crossfake.evaluation.plots import plot_roc
 from crossfake.evaluation.tables import format_results
@@ -110,9 +110,7 @@ def run(args: argparse.Namespace) -> int:
     video_col = None if args.video_col.lower() == "none" else args.video_col
     text_columns = [c for c in (video_col, args.group_col) if c]
     df = read_predictions(args.predictions, text_columns)
-    group_col = args.group_col
-    if group_col is not None and group_col not in df.columns and RENAMED_COLUMNS.get(group_col) in df.columns:
-        group_col = RENAMED_COLUMNS[group_col]  # an old name (`method`), read under today's (`manipulation`)
+    group_col = current_column(args.group_col, df.columns) if args.group_col is not None else None
     evaluation = evaluate_predictions(
         df, args.score_col, args.label_col, video_col, group_col, threshold=args.threshold,
         levels=("frame", "video") if video_col else ("frame",), n_boot=args.bootstrap, seed=args.seed,

@@ -18,6 +18,7 @@ names (``dataset``, ``method``, ``detector`` columns) are read under today's nam
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -91,6 +92,13 @@ def upgrade(df: pd.DataFrame) -> pd.DataFrame:
     """A manifest (or a predictions table) written before today's vocabulary, under today's column names."""
     renames = {old: new for old, new in RENAMED_COLUMNS.items() if old in df.columns and new not in df.columns}
     return df.rename(columns=renames) if renames else df
+
+
+def current_column(name: str, columns: Iterable[str]) -> str:
+    """``name``, or today's name for it when a table has only that (``--group-col method`` names
+    ``manipulation``)."""
+    columns = set(columns)
+    return RENAMED_COLUMNS[name] if name not in columns and RENAMED_COLUMNS.get(name) in columns else name
 
 
 def empty_manifest() -> pd.DataFrame:

@@ -55,6 +55,7 @@ from crossfake.data.preprocess import PrepareConfig
 from crossfake.data.splits import SplitSpec, load_spec
 from crossfake.data.synth import SynthConfig
 from crossfake.data.synth.manipulations import MANIPULATIONS as SYNTH_MANIPULATIONS
+from crossfake.data.synth.writer import OLD_SYNTH_KEYS
 from crossfake.runs.config import TrainConfig, resolve_config_path
 from crossfake.utils.config import read_yaml, renamed_keys, validate_config
 from crossfake.utils.errors import CrossfakeError
@@ -68,7 +69,6 @@ SYNTH_FACE_DETECTOR = "haar"
 #: config reads old files under today's names, and the runner compares a resumed run's data settings so.
 OLD_CORPUS_KEYS = {"source": "corpus"}
 OLD_OPTION_KEYS = {"methods": "manipulations", "dataset": "corpus"}  # a corpus adapter's options
-OLD_SYNTH_KEYS = {"methods": "manipulations"}
 OLD_TEST_KEYS = {"sources": "manipulations"}
 
 

@@ -41,11 +41,11 @@ from crossfake.data.predictions import PredictionColumns
 from crossfake.data.preprocess import prepare
 from crossfake.data.splits import OLD_SPEC_KEYS, SplitMode, assign_splits, split_manifest
 from crossfake.data.synth import synthesize
+from crossfake.data.synth.writer import OLD_SYNTH_KEYS
 from crossfake.executors.base import Executor, LocalExecutor
 from crossfake.experiments.config import (
     OLD_CORPUS_KEYS,
     OLD_OPTION_KEYS,
-    OLD_SYNTH_KEYS,
     ExperimentConfig,
 )
 from crossfake.experiments.corpora import append_corpus_rows, prepare_corpora
@@ -65,6 +65,7 @@ from crossfake.runs.experiment import (
 )
 from crossfake.scoring.run import load_for_scoring, score_run
 from crossfake.training.loop import train
+from crossfake.utils.config import renamed_keys
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import write_parquet_atomic, write_text_atomic
 from crossfake.utils.logging import get_logger
@@ -197,17 +198,14 @@ def _start(config: ExperimentConfig, run_dir: Path) -> Experiment:
     return experiment
 
 
-def _renamed(section: Any, renames: dict[str, str]) -> Any:
-    return {renames.get(k, k): v for k, v in section.items()} if isinstance(section, dict) else section
-
-
 def _corpus_section(section: Any) -> Any:
     """A ``data`` or corpus section under today's names (``source`` -> ``corpus``, and the old names in its
     options and synthetic settings)."""
-    section = _renamed(section, OLD_CORPUS_KEYS)
+    section = renamed_keys(section, OLD_CORPUS_KEYS, EXPERIMENT_YAML, warn=False)
     if isinstance(section, dict):
         inner = {"options": OLD_OPTION_KEYS, "synth": OLD_SYNTH_KEYS}
-        section = {k: _renamed(v, inner[k]) if k in inner else v for k, v in section.items()}
+        section = {k: renamed_keys(v, inner[k], EXPERIMENT_YAML, warn=False) if k in inner else v
+                   for k, v in section.items()}
     return section
 
 
@@ -219,7 +217,7 @@ def _today(key: str, section: Any) -> Any:
     if key == "corpora" and isinstance(section, dict):
         return {name: _corpus_section(corpus) for name, corpus in section.items()}
     if key == "split":
-        return _renamed(section, OLD_SPEC_KEYS)
+        return renamed_keys(section, OLD_SPEC_KEYS, EXPERIMENT_YAML, warn=False)
     return section
 
 

@@ -43,13 +43,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crossfake.data.audit import audit_test_set
-from crossfake.data.manifest import read_manifest, upgrade
+from crossfake.data.manifest import read_manifest
 from crossfake.data.splits import SplitMode, SplitSpec
 from crossfake.data.synth import synthesize
 from crossfake.evaluation.aggregate import ALL, evaluate_predictions
 from crossfake.executors.base import Executor
 from crossfake.experiments.config import ExperimentConfig, deep_merge, resolve_experiment_path
 from crossfake.experiments.runner import ExperimentRun, read_experiment, run_experiment
+from crossfake.reports.collect import read_predictions
 from crossfake.runs.experiment import SPLIT_FILE, MethodEntry, Status
 from crossfake.utils.config import apply_overrides, read_yaml, validate_config
 from crossfake.utils.errors import CrossfakeError
@@ -332,7 +333,7 @@ def _arm_rows(config: LeakageConfig, experiment: ExperimentConfig, result: Exper
         row: dict[str, Any] = {"test": test_name, "method": name, "arm": arm.value, "seed": seed,
                                "status": _status(entry), "error": entry.error if entry else None}
         if entry is not None and entry.status == Status.done:
-            preds = upgrade(pd.read_parquet(entry.predictions[test_name]))
+            preds = read_predictions(entry.predictions[test_name])
             ev = evaluate_predictions(preds, threshold=entry.threshold, n_boot=experiment.bootstrap)
             row["val_auc"] = entry.val_auc
             for level, key in (("frame", "frame"), ("video_mean", "video")):
@@ -392,7 +393,7 @@ def study_table(result: ExperimentRun, test: str, cells: Mapping[str, Mapping[st
         row: dict[str, Any] = {"cell": name, **{k.rsplit(".", 1)[-1]: v for k, v in settings.items()}}
         row["status"] = _status(entry)
         if entry is not None and entry.status == Status.done:
-            preds = upgrade(pd.read_parquet(entry.predictions[test]))
+            preds = read_predictions(entry.predictions[test])
             ev = evaluate_predictions(preds, threshold=entry.threshold, n_boot=0)
             row["val_auc"] = entry.val_auc
             for level, metric in TABLE_METRICS:
@@ -641,7 +642,7 @@ def cross_dataset_table(config: ExperimentConfig, result: ExperimentRun) -> pd.D
         row: dict[str, Any] = {"method": name, "test": test_name, "corpus": test.split in config.corpora,
                                "status": _status(entry), "error": entry.error if entry else None}
         if entry is not None and entry.status == Status.done and test_name in entry.predictions:
-            preds = upgrade(pd.read_parquet(entry.predictions[test_name]))
+            preds = read_predictions(entry.predictions[test_name])
             ev = evaluate_predictions(preds, threshold=entry.threshold, n_boot=config.bootstrap)
             row |= _auc_columns(ev.results)
             row["videos"], row["frames"] = preds["video_id"].nunique(), len(preds)

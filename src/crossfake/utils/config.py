@@ -72,12 +72,13 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
     return out
 
 
-def renamed_keys(data: Any, renames: Mapping[str, str], what: str) -> Any:
+def renamed_keys(data: Any, renames: Mapping[str, str], what: str, *, warn: bool = True) -> Any:
     """``data`` with the keys of an older vocabulary under today's names (``renames``: old -> new).
 
     For a ``model_validator(mode="before")``: configs written before a rename keep working, with a warning
-    that says what to rename; a mapping giving both names is an error (which one was meant is unknown).
-    Anything that is not a mapping is returned as is, for pydantic to reject.
+    that says what to rename (``warn=False`` for crossfake's own records, which it rewrites itself); a
+    mapping giving both names is an error (which one was meant is unknown). Anything that is not a mapping
+    is returned as is, for pydantic to reject.
     """
     if not isinstance(data, Mapping) or not any(old in data for old in renames):
         return data
@@ -88,7 +89,8 @@ def renamed_keys(data: Any, renames: Mapping[str, str], what: str) -> Any:
         if new in out:
             raise ValueError(f"{what} gives both `{old}` (the old name) and `{new}`; keep only `{new}`")
         out[new] = out.pop(old)
-        log.warning("%s: `%s` is the old name of `%s`; read as `%s` (rename it in the file)", what, old, new, new)
+        if warn:
+            log.warning("%s: `%s` is the old name of `%s`; read as `%s` (rename it in the file)", what, old, new, new)
     return out
 
 

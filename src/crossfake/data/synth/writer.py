@@ -47,6 +47,7 @@ from crossfake.data.synth.faces import (
     to_uint8,
 )
 from crossfake.data.synth.manipulations import MANIPULATIONS, manipulate
+from crossfake.utils.config import renamed_keys
 from crossfake.utils.errors import CrossfakeError
 from crossfake.utils.io import atomic_path, write_text_atomic
 from crossfake.utils.logging import get_logger
@@ -62,6 +63,8 @@ MIN_VIDEOS = 8  # 4 pairs: at least one in each split, and room for two shared Y
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 _YOUTUBE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+#: Keys of a synthetic corpus's settings renamed by the vocabulary rename (old -> new).
+OLD_SYNTH_KEYS = {"methods": "manipulations"}
 
 
 @dataclass(frozen=True)
@@ -331,9 +334,8 @@ def _check_existing(out: Path, config: SynthConfig) -> None:
             )
         return
     try:
-        previous = json.loads(meta.read_text(encoding="utf-8"))["config"]
-        if "methods" in previous and "manipulations" not in previous:  # written before the rename
-            previous["manipulations"] = previous.pop("methods")
+        previous = renamed_keys(json.loads(meta.read_text(encoding="utf-8"))["config"], OLD_SYNTH_KEYS, str(meta),
+                                warn=False)
     except (ValueError, KeyError, TypeError) as e:
         raise CrossfakeError(
             f"{meta} exists but is not a crossfake synth record ({e}); use another OUT"
